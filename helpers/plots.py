@@ -1,0 +1,85 @@
+"""Pictures of sound and of speed: mel spectrograms, waveforms, and the speed-up chart.
+
+A mel spectrogram is how AudioLDM 2 itself sees audio (64 mel bins, one frame every 10 ms), so it is
+the natural picture to put next to a clip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helpers.listening import SAMPLING_RATE, _as_mono
+
+
+def log_mel(audio, sampling_rate: int = SAMPLING_RATE, n_mels: int = 64, hop_length: int = 160) -> np.ndarray:
+    """Log-mel spectrogram in dB (n_mels x frames), with AudioLDM 2's own 64 bins and 10 ms hop."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=_as_mono(audio), sr=sampling_rate, n_fft=1024, hop_length=hop_length,
+                                         n_mels=n_mels)
+    return librosa.power_to_db(mel, ref=1.0, top_db=None)
+
+
+def spectral_distance(audio_a, audio_b, sampling_rate: int = SAMPLING_RATE) -> float:
+    """Mean absolute difference of two clips' log-mel spectrograms, in dB: 0 means identical spectra.
+
+    A number for "how close does the audio stay" that does not depend on phase, which the ear hardly
+    hears but a sample-by-sample difference punishes.
+    """
+    a, b = log_mel(audio_a, sampling_rate), log_mel(audio_b, sampling_rate)
+    frames = min(a.shape[1], b.shape[1])
+    floor = -100.0  # dB: silence below this counts as silence, so that log(0) cannot dominate
+    return float(np.mean(np.abs(np.maximum(a[:, :frames], floor) - np.maximum(b[:, :frames], floor))))
+
+
+def plot_spectrogram(audio, sampling_rate: int = SAMPLING_RATE, title: str = "", ax=None):
+    """Draw the log-mel spectrogram of one clip; returns the matplotlib Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3))
+    mel = log_mel(audio, sampling_rate)
+    seconds = len(_as_mono(audio)) / sampling_rate
+    image = ax.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")
+    ax.set(xlabel="time (s)", ylabel="mel bin", title=title or "log-mel spectrogram")
+    ax.figure.colorbar(image, ax=ax, label="dB")
+    return ax
+
+
+def plot_waveform(audio, sampling_rate: int = SAMPLING_RATE, title: str = "", ax=None):
+    """Draw one clip's waveform; returns the matplotlib Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 2))
+    samples = _as_mono(audio)
+    ax.plot(np.arange(len(samples)) / sampling_rate, samples, linewidth=0.5)
+    ax.set(xlabel="time (s)", ylabel="amplitude", title=title or "waveform")
+    return ax
+
+
+def plot_clips(clips: dict, sampling_rate: int = SAMPLING_RATE):
+    """Spectrograms of several clips stacked, one per label, on a shared time axis."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(clips), 1, figsize=(8, 2.6 * len(clips)), squeeze=False, sharex=True)
+    for ax, (label, audio) in zip(axes[:, 0], clips.items()):
+        plot_spectrogram(audio, sampling_rate, title=label, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_speedups(labels: list[str], seconds: list[float], title: str = "Latency per 10.24 s clip"):
+    """A horizontal bar chart of latency, each bar annotated with its speed-up over the first."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.5))
+    positions = np.arange(len(labels))[::-1]
+    ax.barh(positions, seconds, color="tab:blue")
+    ax.set_yticks(positions, labels)
+    for position, value in zip(positions, seconds):
+        ax.text(value, position, f"  {value:.3g} s ({seconds[0] / value:.1f}x)", va="center")
+    ax.set(xlabel="median seconds (lower is faster)", title=title)
+    ax.set_xlim(0, max(seconds) * 1.45)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,127 @@
+"""Run the whole course headless and summarise what it measured.
+
+    python -m helpers.run_course                 # every notebook, with $AUDIOLDM2_MODEL (default cvssp/audioldm2)
+    python -m helpers.run_course --only 00 08    # some of them
+    AUDIOLDM2_MODEL=DIR AUDIOLDM2_SMOKE=1 python -m helpers.run_course   # a quick offline dry run
+
+Each notebook is executed with nbclient into a run folder (``runs/<time>/`` by default), next to the
+results log they all append to, a ``summary.md`` table and a ``ladder.png`` chart of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from helpers import settings
+from helpers.errors import CourseError
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+SUMMARY_COLUMNS = ["notebook", "configuration", "device_name", "dtype", "steps", "audio_seconds", "median_s",
+                   "speedup", "realtime_factor", "peak_memory_gib"]
+
+
+def course_notebooks(only: list[str] | None = None) -> list[Path]:
+    """The course's notebooks in order, or those whose names start with one of ``only``."""
+    paths = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        paths = [path for path in paths if any(path.name.startswith(prefix) for prefix in only)]
+    return paths
+
+
+def execute_notebook(source: Path, run_dir: Path, timeout_s: int | None = None) -> str | None:
+    """Execute ``source`` with its working folder in ``run_dir``; save it there. Returns the error, if any."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(source, as_version=4)
+    client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
+                            resources={"metadata": {"path": str(run_dir)}})
+    error = None
+    try:
+        client.execute()
+    except CellExecutionError as failure:
+        error = str(failure).strip().splitlines()[-1]
+    finally:
+        nbformat.write(notebook, run_dir / source.name)
+    return error
+
+
+def write_summary(run_dir: Path) -> Path:
+    """Write ``summary.md`` (a table of every measurement) and ``ladder.png`` (the summary ladder's chart)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers.plots import plot_speedups
+    from helpers.results import markdown_table, read_table
+
+    table = read_table(run_dir / "results.jsonl")
+    lines = [f"# AudioLDM 2, faster: results of the run in {run_dir.name}", ""]
+    if table.empty:
+        lines.append("No measurement was recorded.")
+    else:
+        ladder = table[table["notebook"] == "08_summary"]
+        chart_rows = ladder if not ladder.empty else table
+        table["speedup"] = float("nan")
+        if not ladder.empty:
+            table.loc[ladder.index, "speedup"] = ladder["median_s"].iloc[0] / ladder["median_s"]
+        first = table.iloc[0]
+        lines += [
+            f"Model: `{first['model_id']}` ({first['checkpoint_kind']}); device: {first['device_name']}; "
+            f"{first['versions']}.",
+        ]
+        if first["checkpoint_kind"] != "real":
+            lines.append("Random weights: speed and memory only; the audio is noise."
+                         + (" Tiny model: its speed says nothing about the real one." if first["checkpoint_kind"] == "tiny" else ""))
+        if bool(table["smoke"].any()):
+            lines.append("SMOKE RUN: steps and lengths were capped; these figures check the code, they measure nothing.")
+        lines += ["", markdown_table(table, SUMMARY_COLUMNS), "", "![ladder](ladder.png)", ""]
+        figure = plot_speedups(list(chart_rows["configuration"]), list(chart_rows["median_s"]),
+                               title=f"Median latency on {first['device_name']}")
+        figure.savefig(run_dir / "ladder.png", dpi=120)
+    summary = run_dir / "summary.md"
+    summary.write_text("\n".join(lines))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Execute the course's notebooks headless and summarise the results.")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<date-time>)")
+    parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 08")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    args = parser.parse_args(argv)
+
+    from helpers.loading import resolve_checkpoint
+
+    try:
+        model = resolve_checkpoint(None)
+    except CourseError as error:
+        print(f"Cannot run the course: {error}", file=sys.stderr)
+        return 2
+    run_dir = (args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[settings.MODEL_ENV] = model  # every notebook's kernel inherits the resolved checkpoint
+    os.environ[settings.RESULTS_ENV] = str(run_dir / "results.jsonl")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    print(f"Model: {model}\n{settings.smoke_banner()}\nRun folder: {run_dir}")
+
+    failures = {}
+    for notebook in course_notebooks(args.only):
+        started = time.perf_counter()
+        print(f"- {notebook.name} ...", end=" ", flush=True)
+        error = execute_notebook(notebook, run_dir, args.timeout)
+        print(f"{'FAILED' if error else 'done'} in {time.perf_counter() - started:.0f} s")
+        if error:
+            failures[notebook.name] = error
+    print(f"Summary: {write_summary(run_dir)}")
+    for name, error in failures.items():
+        print(f"{name} failed: {error} (open {run_dir / name} to see where)", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

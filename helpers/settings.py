@@ -1,0 +1,86 @@
+"""The course's settings, read from environment variables, in one place.
+
+Why environment variables: the same notebooks run on Colab with the real checkpoint, in CI on a tiny
+random one, and in a quick "smoke" run on a CPU. Nothing in a notebook changes between those: only
+these variables do.
+
+* ``AUDIOLDM2_MODEL``: which checkpoint to load: a hub id, a local folder, or ``tiny`` / ``full-size``
+  for a random-weights checkpoint the course builds itself (offline).
+* ``AUDIOLDM2_SMOKE=1``: cap steps and audio lengths so the whole course runs on a CPU in minutes.
+* ``AUDIOLDM2_RESULTS``: the results log every notebook appends its measurements to.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The one place that names where this course lives: badges, Colab install cells and the README use it.
+REPOSITORY = "audioldm2-faster/audioldm2-faster"
+REPOSITORY_URL = f"https://github.com/{REPOSITORY}"
+COLAB_URL = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main"
+INSTALL_SPEC = f"audioldm2-faster @ git+{REPOSITORY_URL}"
+
+MODEL_ENV = "AUDIOLDM2_MODEL"
+SMOKE_ENV = "AUDIOLDM2_SMOKE"
+RESULTS_ENV = "AUDIOLDM2_RESULTS"
+
+DEFAULT_MODEL_ID = "cvssp/audioldm2"
+HUB_MODEL_IDS = ("cvssp/audioldm2", "cvssp/audioldm2-large", "cvssp/audioldm2-music")
+# Names for the random-weights checkpoints the course builds itself: name -> (kind, variant).
+RANDOM_CHECKPOINTS = {
+    "tiny": ("tiny", "base"),
+    "full-size": ("full-size", "base"),
+    "full-size-large": ("full-size", "large"),
+    "full-size-music": ("full-size", "music"),
+}
+
+# The blog's prompt and seed, used throughout so that every notebook's clip can be compared.
+PROMPT = "Techno music with a strong, upbeat tempo and high melodic riffs"
+NEGATIVE_PROMPT = "Low quality, average quality."
+SEED = 0
+AUDIO_LENGTH_S = 10.24  # 1024 mel frames: the length the model was trained on
+
+# In smoke mode: at most this many denoising steps and seconds of audio per generation.
+SMOKE_MAX_STEPS = 2
+SMOKE_MAX_AUDIO_S = 2.56
+
+
+def model_id() -> str:
+    """The checkpoint the course loads: ``$AUDIOLDM2_MODEL`` if set, else ``cvssp/audioldm2``."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL_ID
+
+
+def smoke_mode() -> bool:
+    """True when ``AUDIOLDM2_SMOKE`` is set to 1 (or true/yes): a quick run, not a measurement."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def steps(wanted: int) -> int:
+    """``wanted`` denoising steps, or fewer in smoke mode."""
+    return min(wanted, SMOKE_MAX_STEPS) if smoke_mode() else wanted
+
+
+def audio_seconds(wanted: float) -> float:
+    """``wanted`` seconds of audio, or fewer in smoke mode."""
+    return min(wanted, SMOKE_MAX_AUDIO_S) if smoke_mode() else wanted
+
+
+def repeats(wanted: int) -> int:
+    """How many timed runs: ``wanted``, or 1 in smoke mode."""
+    return 1 if smoke_mode() else wanted
+
+
+def results_path() -> Path:
+    """The results log: ``$AUDIOLDM2_RESULTS``, else ``audioldm2_results.jsonl`` in the working folder."""
+    return Path(os.environ.get(RESULTS_ENV) or "audioldm2_results.jsonl")
+
+
+def smoke_banner() -> str:
+    """A line every notebook prints, so that nobody mistakes a smoke run for a measurement."""
+    if not smoke_mode():
+        return "Full run: steps and audio lengths as the text says."
+    return (
+        f"SMOKE MODE ({SMOKE_ENV}=1): at most {SMOKE_MAX_STEPS} steps and {SMOKE_MAX_AUDIO_S} s of audio per "
+        "generation, one timed run. The numbers below check that the code runs; they measure nothing."
+    )

@@ -1,0 +1,97 @@
+"""Timing that a GPU cannot fool.
+
+A CUDA call returns before the GPU has finished: ``time.time()`` around it measures how fast Python
+*queued* the work. So each timed run is bracketed by CUDA events and followed by a synchronise, as the
+PyTorch tutorials do. The first calls are timed apart (warm-up: CUDA context, cuDNN autotuning,
+``torch.compile``'s compilation) and reported, never mixed into the median. On a CPU (or Apple MPS)
+the same function uses ``time.perf_counter`` and the device's synchronise, so the API does not change.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds of a few runs of the same work, with the warm-up runs kept apart."""
+
+    label: str
+    device: str
+    runs_s: list[float]
+    warmup_s: list[float] = field(default_factory=list)
+    audio_seconds: float | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.runs_s)
+
+    @property
+    def spread_s(self) -> float:
+        """Slowest minus fastest timed run: a large spread means the median needs more runs."""
+        return max(self.runs_s) - min(self.runs_s)
+
+    @property
+    def realtime_factor(self) -> float | None:
+        """Seconds of audio per second of compute: above 1 is faster than real time."""
+        return self.audio_seconds / self.median_s if self.audio_seconds else None
+
+    def __str__(self) -> str:
+        text = f"{self.label}: median {self.median_s:.3f} s over {len(self.runs_s)} runs (spread {self.spread_s:.3f} s)"
+        if self.warmup_s:
+            text += f"; first call {self.warmup_s[0]:.3f} s"
+        if self.realtime_factor:
+            text += f"; {self.realtime_factor:.2f} s of audio per second"
+        return text + f" [{self.device}]"
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until every kernel queued on ``device`` has finished."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
+    """Seconds one call of ``fn`` takes on ``device``, its queued GPU work included."""
+    device = torch.device(device)
+    synchronize(device)  # nothing earlier may leak into this run
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
+    start_s = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start_s
+
+
+def time_runs(
+    fn: Callable[[], object],
+    *,
+    device: torch.device | str,
+    label: str = "",
+    warmup: int = 1,
+    repeats: int = 3,
+    audio_seconds: float | None = None,
+) -> Timing:
+    """Call ``fn`` ``warmup`` times (timed, reported apart), then ``repeats`` times (the median).
+
+    ``audio_seconds``: how much audio one call makes, for the real-time factor.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1: the median of no runs is undefined.")
+    warmup_s = [time_once(fn, device) for _ in range(warmup)]
+    runs_s = [time_once(fn, device) for _ in range(repeats)]
+    return Timing(label=label, device=str(torch.device(device)), runs_s=runs_s, warmup_s=warmup_s,
+                  audio_seconds=audio_seconds)
