@@ -1,0 +1,39 @@
+"""The course command: a run folder with the executed notebooks, a results table and a chart."""
+
+import subprocess
+import sys
+
+from helpers import run_course
+
+
+def test_course_stops_at_once_without_network(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "AUDIOLDM2_MODEL": "cvssp/audioldm2"}
+    result = subprocess.run([sys.executable, "-m", "helpers.run_course", "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert "cannot be reached" in result.stderr and "AUDIOLDM2_MODEL=tiny" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_course_runs_the_setup_notebook_into_a_run_folder(tmp_path, monkeypatch):
+    for name in ("AUDIOLDM2_MODEL", "AUDIOLDM2_RESULTS"):  # main() sets them; restore them afterwards
+        monkeypatch.setenv(name, __import__("os").environ[name])
+    assert run_course.main(["--out", str(tmp_path / "run"), "--only", "00"]) == 0
+    run = tmp_path / "run"
+    assert (run / "00_setup.ipynb").is_file() and (run / "00_setup.wav").is_file()
+    summary = (run / "summary.md").read_text()
+    assert summary.startswith("# AudioLDM 2, faster")
+
+
+def test_summary_has_a_ladder_table_and_chart(tmp_path):
+    from helpers.results import append_row
+
+    run = tmp_path / "run"
+    base = {"notebook": "08_summary", "device_name": "CPU", "dtype": "float32", "steps": 200, "audio_seconds": 10.24,
+            "model_id": "x", "checkpoint_kind": "full-size", "smoke": False, "versions": {"torch": "2.13.0"}}
+    append_row({**base, "configuration": "1. baseline", "median_s": 10.0}, run / "results.jsonl")
+    append_row({**base, "configuration": "2. fast", "median_s": 0.5}, run / "results.jsonl")
+    summary = run_course.write_summary(run).read_text()
+    assert "| 08_summary | 2. fast | CPU | float32 | 200 | 10.2 | 0.5 | 20 |" in summary
+    assert "speed and memory only" in summary
+    assert (run / "ladder.png").stat().st_size > 1000
