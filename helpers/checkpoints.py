@@ -161,6 +161,7 @@ def build_tiny_components(seed: int = 0) -> dict:
         upsample_rates=real_vocoder["upsample_rates"], upsample_kernel_sizes=real_vocoder["upsample_kernel_sizes"],
         resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], normalize_before=False,
     ))
+    make_audible(vocoder)
     return dict(
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, projection_model=projection_model,
         language_model=language_model, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
@@ -192,8 +193,28 @@ def build_full_size_components(variant: str = "base", seed: int = 0) -> dict:
         feature_extractor=build_feature_extractor(),
         unet=AudioLDM2UNet2DConditionModel.from_config(_config(f"unet_{variant}.json")),
         scheduler=build_scheduler(),
-        vocoder=SpeechT5HifiGan(SpeechT5HifiGanConfig(**_config("vocoder.json"))),
+        vocoder=make_audible(SpeechT5HifiGan(SpeechT5HifiGanConfig(**_config("vocoder.json")))),
     )
+
+
+def make_audible(vocoder, loudness: float = 0.1):
+    """Make a random HiFi-GAN vocoder output noise you can hear, instead of near-silence.
+
+    transformers initialises its convolutions with a standard deviation of 0.01, and each upsampling stage
+    then shrinks the signal: the waveform of a random vocoder peaks near 1e-10, which plays as silence and
+    makes every spectrogram and spectral distance floor out at the same value. We re-initialise the
+    convolutions with PyTorch's own default and scale the last one so that a random mel spectrogram comes
+    out as noise with a standard deviation of ``loudness`` (about -20 dB of full scale). The shapes, and so
+    the speed, do not change.
+    """
+    convolutions = [m for m in vocoder.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+    with torch.no_grad():
+        for convolution in convolutions:
+            convolution.reset_parameters()
+        vocoder.conv_post.bias.zero_()
+        mel = torch.randn(1, 256, vocoder.config.model_in_dim, generator=torch.Generator().manual_seed(0))
+        vocoder.conv_post.weight.mul_(loudness / vocoder(mel).std())
+    return vocoder
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,8 +229,16 @@ def save_checkpoint(components: dict, directory: str | Path, *, kind: str, varia
     """
     from diffusers import AudioLDM2Pipeline
 
+    from transformers.utils import logging as transformers_logging
+
     directory = Path(directory)
-    AudioLDM2Pipeline(**components).save_pretrained(directory)
+    bars_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # one "Writing model shards" bar per component is noise here
+    try:
+        AudioLDM2Pipeline(**components).save_pretrained(directory)
+    finally:
+        if bars_on:
+            transformers_logging.enable_progress_bar()
     model_index = json.loads((directory / "model_index.json").read_text())
     for name, library_and_class in HUB_CLASS_MAP.items():
         if not name.startswith("_"):

@@ -184,6 +184,9 @@ def load_pipeline(
     ``cvssp/audioldm2``). ``device``: ``None`` picks ``cuda``, else ``mps``, else ``cpu``.
     The only departure from a plain ``AudioLDM2Pipeline.from_pretrained`` is the language model,
     loaded as ``GPT2LMHeadModel`` (see this module's docstring).
+
+    ``torch_dtype`` keeps the name most tutorials use; diffusers 0.42 and transformers 5 call the same
+    argument ``dtype`` (the old name still works, with a FutureWarning), so that is what we pass on.
     """
     from diffusers import AudioLDM2Pipeline
     from transformers import GPT2LMHeadModel
@@ -192,8 +195,8 @@ def load_pipeline(
     check_dtype(torch_dtype, device)
     model_id = resolve_checkpoint(model_id)
     try:
-        language_model = GPT2LMHeadModel.from_pretrained(model_id, subfolder="language_model", torch_dtype=torch_dtype)
-        pipe = AudioLDM2Pipeline.from_pretrained(model_id, language_model=language_model, torch_dtype=torch_dtype)
+        language_model = GPT2LMHeadModel.from_pretrained(model_id, subfolder="language_model", dtype=torch_dtype)
+        pipe = AudioLDM2Pipeline.from_pretrained(model_id, language_model=language_model, dtype=torch_dtype)
     except OSError as error:  # from_pretrained's error for a file it could neither find nor download
         if Path(model_id).is_dir():
             raise NotAnAudioLDM2CheckpointError(

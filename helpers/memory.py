@@ -4,17 +4,24 @@ On CUDA we reset PyTorch's peak counters before the work and read them after: *a
 tensors used at the worst moment, *reserved* is what PyTorch's caching allocator held from the driver
 (what ``nvidia-smi`` shows, and what runs out first). With no GPU we sample this process's resident
 host memory (RSS) instead, a few hundred times a second, since no counter can be reset there.
+
+When a generation does not fit, ``explain_out_of_memory`` turns the out-of-memory error into a message
+that says what to do, and frees what the failed call held so that the next cell can run.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import psutil
 import torch
+
+from helpers import errors
 
 GIB = 1024**3
 
@@ -81,3 +88,85 @@ def peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
         sampler.stopped.set()
         sampler.join()
         result.host_rss = max(sampler.peak, sampler.process.memory_info().rss)
+
+
+# --------------------------------------------------------------------------------------------
+# When a generation does not fit
+# --------------------------------------------------------------------------------------------
+OUT_OF_MEMORY_ADVICE = (
+    "What to do, cheapest first:\n"
+    "  - shorter audio: a smaller audio_length_in_s (memory grows with the clip's length);\n"
+    "  - fewer waveforms: a smaller num_waveforms_per_prompt (each one is another full clip in the batch);\n"
+    "  - half precision on a GPU: load_pipeline(torch_dtype=torch.float16, ...) halves weights and activations;\n"
+    "  - pipe.enable_model_cpu_offload() on a GPU: only the model that is running stays on the GPU "
+    "(needs accelerate; costs some time);\n"
+    "  - a bigger GPU (Colab: Runtime > Change runtime type), or several shorter clips instead of one long one."
+)
+
+
+@dataclass
+class OutOfMemoryReport:
+    """What :func:`explain_out_of_memory` saw: ``happened`` stays False when the block fitted."""
+
+    happened: bool = False
+    message: str = ""
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """``torch.OutOfMemoryError`` (CUDA), or the RuntimeError the MPS and CPU allocators raise when full."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _empty_device_cache(device: torch.device) -> None:
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+@contextmanager
+def explain_out_of_memory(
+    device: torch.device | str = "cuda", *, what: str = "This generation", reraise: bool = True
+) -> Iterator[OutOfMemoryReport]:
+    """Turn an out-of-memory error in the block into a message that says what to do::
+
+        with explain_out_of_memory(device, what="4 clips of 150 s", reraise=False) as oom:
+            audios = pipe(prompt, audio_length_in_s=150, num_waveforms_per_prompt=4).audios
+        if oom.happened:
+            ...  # the message has been printed; the GPU's memory is free again
+
+    It catches ``torch.OutOfMemoryError`` (what CUDA raises; ``torch.cuda.OutOfMemoryError`` is the same class)
+    and the RuntimeError of the MPS and CPU allocators. Then it frees what the failed call held: the
+    tensors of a failed call stay alive as long as its traceback does, so it clears the finished frames of
+    that traceback (``traceback.clear_frames``; your own variables are untouched), collects garbage and
+    empties the device's cache. Then, with ``reraise=True`` (the default), it raises
+    :class:`helpers.errors.OutOfMemoryError` with the advice, without the original traceback; with
+    ``reraise=False`` it prints the advice, sets ``happened`` and the code after the block goes on.
+    Any other exception passes through unchanged.
+    """
+    device = torch.device(device)
+    report = OutOfMemoryReport()
+    detail = None
+    try:
+        yield report
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        traceback.clear_frames(error.__traceback__)  # drop the failed call's locals: its tensors
+    if detail is None:
+        return
+    gc.collect()
+    _empty_device_cache(device)
+    where = "GPU" if device.type in ("cuda", "mps") else "host"
+    message = f"{what} ran out of {where} memory on {device} ({detail})."
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info(device)
+        message += f" After clean-up: {free / GIB:.1f} GiB free of {total / GIB:.1f} GiB."
+    report.happened, report.message = True, f"{message}\n{OUT_OF_MEMORY_ADVICE}"
+    if reraise:
+        raise errors.OutOfMemoryError(report.message) from None
+    print(report.message)

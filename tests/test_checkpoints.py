@@ -41,6 +41,35 @@ def test_tiny_geometry_matches_the_real_model(tiny_pipe):
         tiny_pipe.language_model.config.n_embd, tiny_pipe.text_encoder_2.config.d_model]
 
 
+def test_tiny_checkpoint_makes_audible_noise_that_depends_on_the_seed(tiny_pipe):
+    """A random vocoder left at transformers' init peaks near 1e-10: silence, and every spectral distance 0."""
+    from helpers import spectral_distance
+
+    def clip(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return tiny_pipe("noise", num_inference_steps=2, audio_length_in_s=1.28, generator=generator).audios[0]
+
+    first, again, other = clip(0), clip(0), clip(1)
+    assert 0.01 < float(first.std()) < 0.5
+    assert spectral_distance(first, again) == 0.0
+    assert spectral_distance(first, other) > 0.5
+
+
+def test_make_audible_sets_the_loudness_of_a_random_vocoder():
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    from helpers.checkpoints import make_audible
+
+    torch.manual_seed(0)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(upsample_initial_channel=32, resblock_kernel_sizes=[3],
+                                                   resblock_dilation_sizes=[[1, 3]]))
+    mel = torch.randn(1, 100, vocoder.config.model_in_dim)
+    with torch.no_grad():
+        assert float(vocoder(mel).std()) < 1e-4  # transformers' init: near-silence
+        make_audible(vocoder, loudness=0.1)
+        assert 0.05 < float(vocoder(mel).std()) < 0.2
+
+
 def test_checkpoint_command_writes_a_tiny_checkpoint(tmp_path):
     result = subprocess.run([sys.executable, "-m", "helpers.checkpoints", "tiny", str(tmp_path / "ckpt")],
                             capture_output=True, text=True, timeout=300)

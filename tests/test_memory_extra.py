@@ -1,0 +1,81 @@
+"""explain_out_of_memory: an out-of-memory error becomes advice, and the failed call's memory is freed."""
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from helpers import errors
+from helpers.memory import OUT_OF_MEMORY_ADVICE, explain_out_of_memory
+
+CUDA_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 14.75 GiB"
+
+
+def _fail(message: str = CUDA_MESSAGE):
+    raise torch.OutOfMemoryError(message)
+
+
+def test_a_real_torch_out_of_memory_error_becomes_the_course_error_with_advice():
+    with pytest.raises(errors.OutOfMemoryError) as caught:
+        with explain_out_of_memory("cpu", what="4 clips of 150 s"):
+            _fail()
+    message = str(caught.value)
+    assert isinstance(caught.value, errors.CourseError)
+    assert message.startswith("4 clips of 150 s ran out of host memory on cpu (CUDA out of memory. Tried to allocate")
+    for advice in ("audio_length_in_s", "num_waveforms_per_prompt", "torch.float16", "enable_model_cpu_offload",
+                   "bigger GPU"):
+        assert advice in message, advice
+    assert caught.value.__suppress_context__  # shown without the original traceback
+
+
+def test_torch_cuda_out_of_memory_error_is_the_same_class():
+    assert torch.cuda.OutOfMemoryError is torch.OutOfMemoryError
+    with pytest.raises(errors.OutOfMemoryError):
+        with explain_out_of_memory("cpu"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+
+
+def test_without_reraise_it_prints_the_advice_and_goes_on(capsys):
+    with explain_out_of_memory("cpu", what="This generation", reraise=False) as oom:
+        _fail()
+    assert oom.happened and OUT_OF_MEMORY_ADVICE in oom.message
+    assert capsys.readouterr().out.strip() == oom.message
+
+
+def test_a_block_that_fits_reports_nothing(capsys):
+    with explain_out_of_memory("cpu", reraise=False) as oom:
+        total = sum(range(10))
+    assert total == 45 and not oom.happened and oom.message == ""
+    assert capsys.readouterr().out == ""
+
+
+def test_other_errors_pass_through_unchanged():
+    with pytest.raises(ValueError, match="not memory"):
+        with explain_out_of_memory("cpu", reraise=False):
+            raise ValueError("not memory")
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with explain_out_of_memory("cpu"):
+            raise RuntimeError("shape mismatch")
+
+
+def test_a_real_cpu_allocator_failure_is_caught():
+    with explain_out_of_memory("cpu", reraise=False) as oom:
+        torch.empty(2**52, dtype=torch.uint8)  # 4 PiB: more than any address space
+    assert oom.happened and "can't allocate memory" in oom.message
+
+
+def test_the_failed_calls_tensors_are_released():
+    refs = []
+
+    def generation():
+        activations = torch.ones(1024, 1024)  # what a failed pipeline call would still hold
+        refs.append(weakref.ref(activations))
+        _fail()
+
+    with pytest.raises(errors.OutOfMemoryError) as caught:
+        with explain_out_of_memory("cpu"):
+            generation()
+    gc.collect()
+    assert caught.value.__context__ is not None  # the original error is still reachable...
+    assert refs[0]() is None  # ...but the tensors its frames held are gone
