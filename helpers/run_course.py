@@ -22,6 +22,8 @@ from helpers.errors import CourseError
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 SUMMARY_COLUMNS = ["notebook", "configuration", "device_name", "dtype", "steps", "audio_seconds", "median_s",
                    "speedup", "realtime_factor", "peak_memory_gib"]
+LADDER_COLUMNS = ["configuration", "dtype", "steps", "audio_seconds", "median_s", "spread_s", "speedup",
+                  "realtime_factor", "peak_memory_gib"]
 
 
 def course_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -79,9 +81,16 @@ def write_summary(run_dir: Path) -> Path:
                          + (" Tiny model: its speed says nothing about the real one." if first["checkpoint_kind"] == "tiny" else ""))
         if bool(table["smoke"].any()):
             lines.append("SMOKE RUN: steps and lengths were capped; these figures check the code, they measure nothing.")
-        lines += ["", markdown_table(table, SUMMARY_COLUMNS), "", "![ladder](ladder.png)", ""]
+        if not ladder.empty:
+            lines += ["", "## The ladder (notebook 08: every rung in one process, same seed)", "",
+                      "speedup: over the first rung; realtime_factor: seconds of audio per second of compute; "
+                      "peak memory: GPU reserved on CUDA, process RSS elsewhere.", "",
+                      markdown_table(table.loc[ladder.index], LADDER_COLUMNS)]
+        lines += ["", "![ladder](ladder.png)", "", "## Every measurement of the run", "",
+                  markdown_table(table, SUMMARY_COLUMNS), ""]
         figure = plot_speedups(list(chart_rows["configuration"]), list(chart_rows["median_s"]),
-                               title=f"Median latency on {first['device_name']}")
+                               title=f"Median latency on {first['device_name']}"
+                               + (" (smoke run: measures nothing)" if bool(table["smoke"].any()) else ""))
         figure.savefig(run_dir / "ladder.png", dpi=120)
     summary = run_dir / "summary.md"
     summary.write_text("\n".join(lines))

@@ -34,6 +34,8 @@ def test_summary_has_a_ladder_table_and_chart(tmp_path):
     append_row({**base, "configuration": "1. baseline", "median_s": 10.0}, run / "results.jsonl")
     append_row({**base, "configuration": "2. fast", "median_s": 0.5}, run / "results.jsonl")
     summary = run_course.write_summary(run).read_text()
-    assert "| 08_summary | 2. fast | CPU | float32 | 200 | 10.2 | 0.5 | 20 |" in summary
+    assert "## The ladder" in summary
+    assert "| 2. fast | float32 | 200 | 10.2 | 0.5 |  | 20 |" in summary  # the ladder table (no spread recorded)
+    assert "| 08_summary | 2. fast | CPU | float32 | 200 | 10.2 | 0.5 | 20 |" in summary  # every measurement
     assert "speed and memory only" in summary
     assert (run / "ladder.png").stat().st_size > 1000
