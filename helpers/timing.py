@@ -76,6 +76,34 @@ def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
     return time.perf_counter() - start_s
 
 
+@dataclass
+class StepCosts:
+    """A generation's time split in two: a fixed part (text encoders, GPT-2, VAE, vocoder, run once per
+    clip) and the cost of one denoising step (one UNet call). Enough to predict any step count."""
+
+    fixed_s: float
+    per_step_s: float
+
+    def clip_s(self, steps: int) -> float:
+        """Predicted seconds for one clip of ``steps`` denoising steps."""
+        return self.fixed_s + steps * self.per_step_s
+
+
+def estimate_step_costs(generate: Callable[[int], object], device: torch.device | str, *, few: int = 1,
+                        more: int = 5) -> StepCosts:
+    """Split ``generate(steps)`` into :class:`StepCosts` from two short runs, before a long measurement.
+
+    Notebook 01 does this by hand: one untimed call of ``few`` steps pays the one-off costs, then a timed
+    call of ``few`` steps and one of ``more``; their difference over ``more - few`` is the cost per step,
+    and what remains of the short call is the fixed part. One run each, so a rough guide, not a measurement.
+    """
+    generate(few)  # the first call pays one-off costs (lazy kernel loading, allocator): not used
+    few_s = time_once(lambda: generate(few), device)
+    more_s = time_once(lambda: generate(more), device)
+    per_step_s = max((more_s - few_s) / max(more - few, 1), 1e-6)
+    return StepCosts(fixed_s=max(few_s - few * per_step_s, 0.0), per_step_s=per_step_s)
+
+
 def time_runs(
     fn: Callable[[], object],
     *,

@@ -91,3 +91,19 @@ def test_markdown_table(tmp_path):
     results.append_row(_row(median_s=1.23456, spread_s=None), path)
     text = results.markdown_table(results.read_table(path), ["configuration", "median_s", "spread_s"])
     assert text.splitlines()[2] == "| fp32 | 1.23 |  |"
+
+
+def test_step_costs_are_split_from_two_short_runs():
+    from helpers.timing import estimate_step_costs
+
+    calls = []
+
+    def fake_generate(steps):  # 0.05 s fixed + 0.02 s per step, on the CPU clock
+        calls.append(steps)
+        time.sleep(0.05 + 0.02 * steps)
+
+    costs = estimate_step_costs(fake_generate, "cpu", few=1, more=6)
+    assert calls == [1, 1, 6]  # an untimed first call, then the two timed ones
+    assert costs.per_step_s == pytest.approx(0.02, abs=0.01)
+    assert costs.fixed_s == pytest.approx(0.05, abs=0.02)
+    assert costs.clip_s(100) == pytest.approx(costs.fixed_s + 100 * costs.per_step_s)
