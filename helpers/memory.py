@@ -16,7 +16,7 @@ import threading
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import psutil
 import torch
@@ -48,18 +48,39 @@ class PeakMemory:
         return f"peak host memory (RSS) {self.peak_gib:.2f} GiB [{self.device}]"
 
 
-class _RssSampler(threading.Thread):
-    """Samples this process's RSS in the background and keeps the highest value seen."""
+def current_rss() -> int:
+    """This process's resident memory (RSS) now, in bytes."""
+    return psutil.Process().memory_info().rss
 
-    def __init__(self, interval_s: float = 0.005):
+
+class HostMemorySampler(threading.Thread):
+    """Reads host memory in the background, every ``interval_s``, and keeps the highest reading.
+
+    ``read_bytes`` is what it reads (this process's RSS by default); a test can hand in its own.
+    """
+
+    def __init__(self, read_bytes: Callable[[], int] = current_rss, interval_s: float = 0.005):
         super().__init__(daemon=True)
-        self.process, self.interval_s = psutil.Process(), interval_s
-        self.peak = self.process.memory_info().rss
+        self.read_bytes, self.interval_s = read_bytes, interval_s
+        self.peak = read_bytes()
         self.stopped = threading.Event()
+
+    def sample(self) -> int:
+        """Take one reading now; returns it."""
+        reading = self.read_bytes()
+        self.peak = max(self.peak, reading)
+        return reading
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.sample()
+
+    def stop(self) -> int:
+        """Stop sampling, take a last reading, and return the peak."""
+        self.stopped.set()
+        self.join()
+        self.sample()
+        return self.peak
 
 
 @contextmanager
@@ -80,14 +101,12 @@ def peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
         result.gpu_allocated = torch.cuda.max_memory_allocated(device)
         result.gpu_reserved = torch.cuda.max_memory_reserved(device)
         return
-    sampler = _RssSampler()
+    sampler = HostMemorySampler()
     sampler.start()
     try:
         yield result
     finally:
-        sampler.stopped.set()
-        sampler.join()
-        result.host_rss = max(sampler.peak, sampler.process.memory_info().rss)
+        result.host_rss = sampler.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ A CUDA call returns before the GPU has finished: ``time.time()`` around it measu
 PyTorch tutorials do. The first calls are timed apart (warm-up: CUDA context, cuDNN autotuning,
 ``torch.compile``'s compilation) and reported, never mixed into the median. On a CPU (or Apple MPS)
 the same function uses ``time.perf_counter`` and the device's synchronise, so the API does not change.
+
+The clock is an argument (``clock=time.perf_counter``) so that a test can hand in a fake one and check the
+arithmetic without depending on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
+Clock = Callable[[], float]  # seconds, monotonic: time.perf_counter, or a fake one in tests
 
 
 @dataclass
@@ -59,8 +64,11 @@ def synchronize(device: torch.device | str) -> None:
         torch.mps.synchronize()
 
 
-def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
-    """Seconds one call of ``fn`` takes on ``device``, its queued GPU work included."""
+def time_once(fn: Callable[[], object], device: torch.device | str, *, clock: Clock = time.perf_counter) -> float:
+    """Seconds one call of ``fn`` takes on ``device``, its queued GPU work included.
+
+    On CUDA the GPU's own clock decides (CUDA events); elsewhere ``clock``, read after a synchronise.
+    """
     device = torch.device(device)
     synchronize(device)  # nothing earlier may leak into this run
     if device.type == "cuda":
@@ -70,10 +78,10 @@ def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
-    start_s = time.perf_counter()
+    start_s = clock()
     fn()
     synchronize(device)
-    return time.perf_counter() - start_s
+    return clock() - start_s
 
 
 @dataclass
@@ -90,7 +98,7 @@ class StepCosts:
 
 
 def estimate_step_costs(generate: Callable[[int], object], device: torch.device | str, *, few: int = 1,
-                        more: int = 5) -> StepCosts:
+                        more: int = 5, clock: Clock = time.perf_counter) -> StepCosts:
     """Split ``generate(steps)`` into :class:`StepCosts` from two short runs, before a long measurement.
 
     Notebook 01 does this by hand: one untimed call of ``few`` steps pays the one-off costs, then a timed
@@ -98,8 +106,8 @@ def estimate_step_costs(generate: Callable[[int], object], device: torch.device 
     and what remains of the short call is the fixed part. One run each, so a rough guide, not a measurement.
     """
     generate(few)  # the first call pays one-off costs (lazy kernel loading, allocator): not used
-    few_s = time_once(lambda: generate(few), device)
-    more_s = time_once(lambda: generate(more), device)
+    few_s = time_once(lambda: generate(few), device, clock=clock)
+    more_s = time_once(lambda: generate(more), device, clock=clock)
     per_step_s = max((more_s - few_s) / max(more - few, 1), 1e-6)
     return StepCosts(fixed_s=max(few_s - few * per_step_s, 0.0), per_step_s=per_step_s)
 
@@ -112,6 +120,7 @@ def time_runs(
     warmup: int = 1,
     repeats: int = 3,
     audio_seconds: float | None = None,
+    clock: Clock = time.perf_counter,
 ) -> Timing:
     """Call ``fn`` ``warmup`` times (timed, reported apart), then ``repeats`` times (the median).
 
@@ -119,7 +128,7 @@ def time_runs(
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1: the median of no runs is undefined.")
-    warmup_s = [time_once(fn, device) for _ in range(warmup)]
-    runs_s = [time_once(fn, device) for _ in range(repeats)]
+    warmup_s = [time_once(fn, device, clock=clock) for _ in range(warmup)]
+    runs_s = [time_once(fn, device, clock=clock) for _ in range(repeats)]
     return Timing(label=label, device=str(torch.device(device)), runs_s=runs_s, warmup_s=warmup_s,
                   audio_seconds=audio_seconds)

@@ -1,35 +1,55 @@
-"""Timing, peak memory and the results log."""
+"""Timing, peak memory and the results log.
 
-import json
+No test here depends on how fast or how busy the machine is: timings run on a fake clock that the timed work
+advances itself, and the memory sampler is waited for until it has seen what it must see.
+"""
+
+import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
 
 from helpers import results
-from helpers.memory import peak_memory
-from helpers.timing import Timing, time_runs
+from helpers.memory import HostMemorySampler, current_rss, peak_memory
+from helpers.timing import Timing, estimate_step_costs, time_runs
+
+MiB = 1024**2
 
 
-def test_warmup_is_timed_apart_from_the_median():
-    calls = []
+class FakeClock:
+    """A clock that stands still until the work being timed moves it on."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_time_runs_keeps_the_slow_first_call_out_of_the_median():
+    clock, calls = FakeClock(), []
 
     def work():
         calls.append(1)
-        time.sleep(0.25 if len(calls) == 1 else 0.02)  # a slow first call, as a compile or CUDA start-up
+        clock.advance(0.25 if len(calls) == 1 else [0.02, 0.05, 0.03][len(calls) - 2])
 
-    timing = time_runs(work, device="cpu", warmup=1, repeats=3, audio_seconds=10.24, label="sleep")
-    assert len(calls) == 4 and len(timing.runs_s) == 3
-    assert timing.warmup_s[0] >= 0.25
-    assert 0.02 <= timing.median_s < 0.2
-    assert timing.realtime_factor == pytest.approx(10.24 / timing.median_s)
-    assert "first call" in str(timing) and "[cpu]" in str(timing)
+    timing = time_runs(work, device="cpu", warmup=1, repeats=3, audio_seconds=10.24, label="work", clock=clock)
+    assert len(calls) == 4
+    assert timing.warmup_s == pytest.approx([0.25])
+    assert timing.runs_s == pytest.approx([0.02, 0.05, 0.03])
+    assert timing.median_s == pytest.approx(0.03) and timing.spread_s == pytest.approx(0.03)
+    assert timing.realtime_factor == pytest.approx(10.24 / 0.03)
+    assert "first call 0.250 s" in str(timing) and "[cpu]" in str(timing)
 
 
-def test_median_and_spread():
+def test_timing_without_audio_has_no_realtime_factor():
     timing = Timing("t", "cpu", runs_s=[1.0, 3.0, 2.0])
     assert timing.median_s == 2.0 and timing.spread_s == 2.0 and timing.realtime_factor is None
+    assert "audio per second" not in str(timing)
 
 
 def test_no_repeats_is_refused():
@@ -37,15 +57,65 @@ def test_no_repeats_is_refused():
         time_runs(lambda: None, device="cpu", repeats=0)
 
 
-def test_peak_host_memory_sees_a_short_lived_allocation():
-    with peak_memory("cpu") as baseline:
-        time.sleep(0.05)
+def test_step_costs_are_split_from_two_short_runs():
+    clock, calls = FakeClock(), []
+
+    def fake_generate(steps):  # 0.5 s fixed + 0.2 s per step; the untimed first call is slower
+        calls.append(steps)
+        clock.advance((3.0 if len(calls) == 1 else 0.5) + 0.2 * steps)
+
+    costs = estimate_step_costs(fake_generate, "cpu", few=1, more=6, clock=clock)
+    assert calls == [1, 1, 6]  # an untimed first call, then the two timed ones
+    assert costs.per_step_s == pytest.approx(0.2)
+    assert costs.fixed_s == pytest.approx(0.5)
+    assert costs.clip_s(100) == pytest.approx(20.5)
+
+
+def test_the_host_memory_sampler_keeps_the_highest_reading():
+    readings = iter([100, 700, 300, 200])
+    sampler = HostMemorySampler(read_bytes=lambda: next(readings))  # 100 is read when it is made
+    assert [sampler.sample() for _ in range(3)] == [700, 300, 200]
+    assert sampler.peak == 700
+
+
+def test_the_sampler_thread_catches_a_peak_that_is_gone_before_the_block_ends():
+    """The peak exists only until the sampler has read it once; then it is gone, as a freed buffer is."""
+    seen_peak = threading.Event()
+    level = {"bytes": 100}
+
+    def read_bytes():
+        if level["bytes"] == 900:
+            seen_peak.set()
+        return level["bytes"]
+
+    sampler = HostMemorySampler(read_bytes=read_bytes, interval_s=0.001)
+    sampler.start()
+    level["bytes"] = 900
+    assert seen_peak.wait(timeout=60), "the sampler thread never took a reading"
+    level["bytes"] = 100
+    assert sampler.stop() == 900 and not sampler.is_alive()
+
+
+def test_the_sampler_thread_reads_this_processs_resident_memory():
+    baseline = current_rss()
+    sampler = HostMemorySampler(interval_s=0.001)
+    sampler.start()
+    block = np.ones(300 * MiB // 8)  # 300 MiB, touched; alive until the sampler has counted it
+    deadline = time.monotonic() + 60
+    while sampler.peak - baseline < 200 * MiB and time.monotonic() < deadline:
+        time.sleep(0.01)
+    del block
+    assert sampler.stop() - baseline > 200 * MiB
+
+
+def test_peak_memory_on_a_cpu_reports_host_memory_that_includes_the_block():
+    with peak_memory("cpu") as before:
+        pass
     with peak_memory("cpu") as memory:
-        block = np.ones(300 * 1024**2 // 8)  # 300 MiB, touched
-        time.sleep(0.05)
-        del block
-    assert memory.host_rss - baseline.host_rss > 200 * 1024**2
+        block = np.ones(300 * MiB // 8)  # still alive when the block ends: the last reading sees it
+    assert memory.host_rss - before.host_rss > 200 * MiB
     assert memory.gpu_reserved is None and "host memory" in str(memory)
+    del block
 
 
 def _row(**overrides):
@@ -93,17 +163,3 @@ def test_markdown_table(tmp_path):
     assert text.splitlines()[2] == "| fp32 | 1.23 |  |"
 
 
-def test_step_costs_are_split_from_two_short_runs():
-    from helpers.timing import estimate_step_costs
-
-    calls = []
-
-    def fake_generate(steps):  # 0.05 s fixed + 0.02 s per step, on the CPU clock
-        calls.append(steps)
-        time.sleep(0.05 + 0.02 * steps)
-
-    costs = estimate_step_costs(fake_generate, "cpu", few=1, more=6)
-    assert calls == [1, 1, 6]  # an untimed first call, then the two timed ones
-    assert costs.per_step_s == pytest.approx(0.02, abs=0.01)
-    assert costs.fixed_s == pytest.approx(0.05, abs=0.02)
-    assert costs.clip_s(100) == pytest.approx(costs.fixed_s + 100 * costs.per_step_s)
