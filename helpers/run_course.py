@@ -6,6 +6,9 @@
 
 Each notebook is executed with nbclient into a run folder (``runs/<time>/`` by default), next to the
 results log they all append to, a ``summary.md`` table and a ``ladder.png`` chart of it.
+
+A notebook that fails (an error in a cell, a cell that runs past ``--cell-timeout``, a kernel that dies) is
+reported in one line and in the summary, and the run goes on with the next notebook.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from helpers import settings
 from helpers.errors import CourseError
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+# Long enough for the slowest cell of a full run on a CPU (08's first rung on the full-size model: about half
+# an hour), short enough that a stuck cell cannot hold a run for ever.
+DEFAULT_CELL_TIMEOUT_S = 3600
 SUMMARY_COLUMNS = ["notebook", "configuration", "device_name", "dtype", "steps", "audio_seconds", "median_s",
                    "speedup", "realtime_factor", "peak_memory_gib"]
 LADDER_COLUMNS = ["configuration", "dtype", "steps", "audio_seconds", "median_s", "spread_s", "speedup",
@@ -34,27 +40,52 @@ def course_notebooks(only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def execute_notebook(source: Path, run_dir: Path, timeout_s: int | None = None) -> str | None:
-    """Execute ``source`` with its working folder in ``run_dir``; save it there. Returns the error, if any."""
+def execute_notebook(source: Path, run_dir: Path, cell_timeout_s: int | None = DEFAULT_CELL_TIMEOUT_S) -> str | None:
+    """Execute ``source`` with its working folder in ``run_dir``; save it there (as far as it ran).
+
+    Returns None when every cell ran, else one line that says which cell failed and how.
+    """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     notebook = nbformat.read(source, as_version=4)
-    client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
-                            resources={"metadata": {"path": str(run_dir)}})
-    error = None
+    running = {"cell": None}
+    client = NotebookClient(notebook, timeout=cell_timeout_s, kernel_name="python3",
+                            resources={"metadata": {"path": str(run_dir)}},
+                            on_cell_start=lambda cell, cell_index: running.update(cell=cell_index))
     try:
         client.execute()
     except CellExecutionError as failure:
-        error = str(failure).strip().splitlines()[-1]
+        return f"cell {running['cell']}: {str(failure).strip().splitlines()[-1]}"
+    except CellTimeoutError:
+        return (f"cell {running['cell']} ran for more than {cell_timeout_s} s and was stopped "
+                "(--cell-timeout sets the limit)")
+    except DeadKernelError:
+        return (f"the kernel died in cell {running['cell']} (out of host memory is the usual cause: "
+                "try AUDIOLDM2_SMOKE=1 or a machine with more memory)")
+    except Exception as failure:  # the kernel would not start, a notebook that cannot be read, ...
+        return f"{type(failure).__name__}: {failure}"
     finally:
         nbformat.write(notebook, run_dir / source.name)
-    return error
+    return None
 
 
-def write_summary(run_dir: Path) -> Path:
-    """Write ``summary.md`` (a table of every measurement) and ``ladder.png`` (the summary ladder's chart)."""
+def run_notebooks(notebooks: list[Path], run_dir: Path, cell_timeout_s: int | None) -> dict[str, str]:
+    """Execute each notebook in turn into ``run_dir``; returns ``{notebook name: what failed}``."""
+    failures = {}
+    for notebook in notebooks:
+        started = time.perf_counter()
+        print(f"- {notebook.name} ...", end=" ", flush=True)
+        error = execute_notebook(notebook, run_dir, cell_timeout_s)
+        print(f"{'FAILED' if error else 'done'} in {time.perf_counter() - started:.0f} s", flush=True)
+        if error:
+            failures[notebook.name] = error
+    return failures
+
+
+def write_summary(run_dir: Path, failures: dict[str, str] | None = None) -> Path:
+    """Write ``summary.md`` (what failed, a table of every measurement) and ``ladder.png`` (the ladder's chart)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,6 +94,10 @@ def write_summary(run_dir: Path) -> Path:
 
     table = read_table(run_dir / "results.jsonl")
     lines = [f"# AudioLDM 2, faster: results of the run in {run_dir.name}", ""]
+    if failures:
+        lines += ["## Notebooks that did not finish", ""]
+        lines += [f"- `{name}`: {error} (open `{name}` in this folder to see where)" for name, error in failures.items()]
+        lines.append("")
     if table.empty:
         lines.append("No measurement was recorded.")
     else:
@@ -101,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Execute the course's notebooks headless and summarise the results.")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<date-time>)")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 08")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S, metavar="SECONDS",
+                        help=f"stop a cell that runs longer and go on with the next notebook "
+                             f"(default {DEFAULT_CELL_TIMEOUT_S}; 0: no limit)")
     args = parser.parse_args(argv)
 
     from helpers.loading import resolve_checkpoint
@@ -118,15 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     print(f"Model: {model}\n{settings.smoke_banner()}\nRun folder: {run_dir}")
 
-    failures = {}
-    for notebook in course_notebooks(args.only):
-        started = time.perf_counter()
-        print(f"- {notebook.name} ...", end=" ", flush=True)
-        error = execute_notebook(notebook, run_dir, args.timeout)
-        print(f"{'FAILED' if error else 'done'} in {time.perf_counter() - started:.0f} s")
-        if error:
-            failures[notebook.name] = error
-    print(f"Summary: {write_summary(run_dir)}")
+    try:
+        failures = run_notebooks(course_notebooks(args.only), run_dir, args.cell_timeout or None)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: the notebooks run so far are in {run_dir}", file=sys.stderr)
+        write_summary(run_dir)
+        return 130
+    print(f"Summary: {write_summary(run_dir, failures)}")
     for name, error in failures.items():
         print(f"{name} failed: {error} (open {run_dir / name} to see where)", file=sys.stderr)
     return 1 if failures else 0

@@ -3,7 +3,18 @@
 import subprocess
 import sys
 
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
 from helpers import run_course
+
+
+def _notebook(folder, name, *sources):
+    notebook = new_notebook(cells=[new_code_cell(source) for source in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / name
+    nbformat.write(notebook, path)
+    return path
 
 
 def test_course_stops_at_once_without_network(tmp_path):
@@ -39,3 +50,22 @@ def test_summary_has_a_ladder_table_and_chart(tmp_path):
     assert "| 08_summary | 2. fast | CPU | float32 | 200 | 10.2 | 0.5 | 20 |" in summary  # every measurement
     assert "speed and memory only" in summary
     assert (run / "ladder.png").stat().st_size > 1000
+
+
+def test_a_cell_that_runs_too_long_is_stopped_reported_and_the_run_goes_on(tmp_path):
+    stuck = _notebook(tmp_path, "01_stuck.ipynb", "print('before')", "import time\ntime.sleep(3600)", "print('never')")
+    dies = _notebook(tmp_path, "02_dies.ipynb", "import os\nos._exit(1)")
+    fine = _notebook(tmp_path, "03_fine.ipynb", "print('after')")
+    run = tmp_path / "run"
+    run.mkdir()
+    failures = run_course.run_notebooks([stuck, dies, fine], run, cell_timeout_s=5)
+    assert list(failures) == ["01_stuck.ipynb", "02_dies.ipynb"]
+    assert failures["01_stuck.ipynb"].startswith("cell 1 ran for more than 5 s and was stopped")
+    assert failures["02_dies.ipynb"].startswith("the kernel died in cell 0")
+    ran = nbformat.read(run / "03_fine.ipynb", as_version=4)
+    assert ran.cells[0].outputs[0]["text"] == "after\n"  # the next notebook ran
+    partial = nbformat.read(run / "01_stuck.ipynb", as_version=4)
+    assert partial.cells[0].outputs[0]["text"] == "before\n"  # saved as far as it ran
+    summary = run_course.write_summary(run, failures).read_text()
+    assert "## Notebooks that did not finish" in summary
+    assert "`01_stuck.ipynb`: cell 1 ran for more than 5 s" in summary
