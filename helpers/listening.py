@@ -1,12 +1,16 @@
 """Listening: play one clip, compare several side by side, save WAV files.
 
-An ear is the final judge of an optimisation: a faster pipeline that sounds worse is no win. These are
-thin wrappers on ``IPython.display.Audio`` and ipywidgets, kept here so that every notebook lays out
-its comparisons the same way.
+An ear is the final judge of an optimisation: a faster pipeline that sounds worse is no win. The players
+are plain HTML ``<audio>`` elements with the sound inside them (``IPython.display.Audio``), not widgets:
+they show in Colab, JupyterLab, VS Code and in a saved, executed notebook alike, and they do not stall a
+headless run. (An ipywidgets ``Output`` holding audio does: nbclient sends every output captured in it
+back to the kernel on the channel it is waiting on for the cell's reply, and that reply can be missed
+until the cell's timeout; jupyter/nbclient issue 312.)
 """
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import Mapping
@@ -16,7 +20,7 @@ import numpy as np
 SAMPLING_RATE = 16_000  # AudioLDM 2's vocoder output
 
 
-def _as_mono(audio) -> np.ndarray:
+def as_mono(audio) -> np.ndarray:
     """A 1-D float32 array from a numpy array or torch tensor of shape (samples,) or (1, samples)."""
     audio = np.asarray(audio.detach().cpu() if hasattr(audio, "detach") else audio, dtype=np.float32)
     if audio.ndim == 2 and audio.shape[0] == 1:
@@ -30,22 +34,19 @@ def play(audio, sampling_rate: int = SAMPLING_RATE):
     """An audio player for one clip (shown when it is the last thing in a cell, or with ``display``)."""
     from IPython.display import Audio
 
-    return Audio(_as_mono(audio), rate=sampling_rate)
+    return Audio(as_mono(audio), rate=sampling_rate)
 
 
 def compare(clips: Mapping[str, object], sampling_rate: int = SAMPLING_RATE):
     """Players side by side, each under its label, for A/B listening with the same seed."""
-    import ipywidgets as widgets
+    from IPython.display import HTML
 
-    columns = []
-    for label, audio in clips.items():
-        output = widgets.Output()
-        with output:
-            from IPython.display import display
-
-            display(play(audio, sampling_rate))
-        columns.append(widgets.VBox([widgets.HTML(f"<b>{label}</b>"), output]))
-    return widgets.HBox(columns)
+    columns = "".join(
+        f'<td style="padding-right: 1em; vertical-align: top"><b>{html.escape(label)}</b><br>'
+        f"{play(audio, sampling_rate)._repr_html_()}</td>"
+        for label, audio in clips.items()
+    )
+    return HTML(f"<table><tr>{columns}</tr></table>")
 
 
 def save_wav(audio, path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE) -> Path:
@@ -54,5 +55,5 @@ def save_wav(audio, path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, _as_mono(audio), sampling_rate, subtype="PCM_16")
+    soundfile.write(path, as_mono(audio), sampling_rate, subtype="PCM_16")
     return path

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.listening import SAMPLING_RATE, _as_mono
+from helpers.listening import SAMPLING_RATE, as_mono
 
 
 def log_mel(audio, sampling_rate: int = SAMPLING_RATE, n_mels: int = 64, hop_length: int = 160) -> np.ndarray:
     """Log-mel spectrogram in dB (n_mels x frames), with AudioLDM 2's own 64 bins and 10 ms hop."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=_as_mono(audio), sr=sampling_rate, n_fft=1024, hop_length=hop_length,
+    mel = librosa.feature.melspectrogram(y=as_mono(audio), sr=sampling_rate, n_fft=1024, hop_length=hop_length,
                                          n_mels=n_mels)
     return librosa.power_to_db(mel, ref=1.0, top_db=None)
 
@@ -39,7 +39,7 @@ def plot_spectrogram(audio, sampling_rate: int = SAMPLING_RATE, title: str = "",
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
     mel = log_mel(audio, sampling_rate)
-    seconds = len(_as_mono(audio)) / sampling_rate
+    seconds = len(as_mono(audio)) / sampling_rate
     image = ax.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")
     ax.set(xlabel="time (s)", ylabel="mel bin", title=title or "log-mel spectrogram")
     ax.figure.colorbar(image, ax=ax, label="dB")
@@ -52,7 +52,7 @@ def plot_waveform(audio, sampling_rate: int = SAMPLING_RATE, title: str = "", ax
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 2))
-    samples = _as_mono(audio)
+    samples = as_mono(audio)
     ax.plot(np.arange(len(samples)) / sampling_rate, samples, linewidth=0.5)
     ax.set(xlabel="time (s)", ylabel="amplitude", title=title or "waveform")
     return ax
