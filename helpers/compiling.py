@@ -24,15 +24,12 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import torch
 import torch._dynamo
 
-from helpers.errors import CompileUnavailableError
+from helpers.errors import CompileUnavailableError, Failure, explained
 
 TRITON_MIN_CAPABILITY = (7, 0)  # Triton's own limit; torch raises GPUTooOldForTriton below it
 
@@ -178,19 +175,7 @@ def _advice(error: BaseException) -> str:
             "instead of 'reduce-overhead', another torch version, or stay eager.")
 
 
-@dataclass
-class CompileFailureReport:
-    """What :func:`explain_compile_failure` saw: ``happened`` stays False when compiling worked."""
-
-    happened: bool = False
-    message: str = ""
-    error_type: str = ""
-
-
-@contextmanager
-def explain_compile_failure(
-    what: str = "Compiling the model", *, reraise: bool = True
-) -> Iterator[CompileFailureReport]:
+def explain_compile_failure(what: str = "Compiling the model", *, reraise: bool = True) -> ContextManager[Failure]:
     """Turn a torch.compile failure in the block (put the compiled model's first call in it) into a message::
 
         eager_unet = pipe.unet
@@ -206,29 +191,19 @@ def explain_compile_failure(
     not be called again) and, with ``reraise=True`` (the default), raises
     :class:`~helpers.errors.CompileUnavailableError` with the reason and what to do, without the long
     original traceback; with ``reraise=False`` it prints that, sets ``happened`` and the code after the
-    block goes on. Any other exception (a bug in the model, out of memory) passes through unchanged.
+    block goes on. Any other exception (a bug in the model, out of memory) passes through unchanged
+    (:func:`helpers.errors.explained` does the work).
     """
-    report = CompileFailureReport()
-    try:
-        yield report
-    except Exception as error:
-        if not is_compile_failure(error):
-            raise
+
+    def describe(error: BaseException) -> str:
         detail = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         detail = detail if len(detail) <= 400 else detail[:400] + " ..."
-        report.error_type = type(error).__name__
-        advice = _advice(error)
-        traceback.clear_frames(error.__traceback__)  # let the failed call's tensors go
-    else:
-        return
-    torch._dynamo.reset()
-    report.happened = True
-    report.message = (f"{what} failed: {report.error_type}: {detail}\n{advice}\n"
-                      "The eager model computes the same thing, only without the compiled speed-up: keep "
-                      "a reference to it before compiling and put it back (pipe.unet = eager_unet).")
-    if reraise:
-        raise CompileUnavailableError(report.message) from None
-    print(report.message)
+        return (f"{what} failed: {type(error).__name__}: {detail}\n{_advice(error)}\n"
+                "The eager model computes the same thing, only without the compiled speed-up: keep "
+                "a reference to it before compiling and put it back (pipe.unet = eager_unet).")
+
+    return explained(is_compile_failure, describe, CompileUnavailableError, reraise=reraise,
+                     clean_up=torch._dynamo.reset)
 
 
 # --------------------------------------------------------------------------------------------

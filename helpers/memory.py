@@ -1,9 +1,10 @@
 """Peak memory of a piece of work: what decides whether a clip fits on your GPU.
 
-On CUDA we reset PyTorch's peak counters before the work and read them after: *allocated* is what
-tensors used at the worst moment, *reserved* is what PyTorch's caching allocator held from the driver
-(what ``nvidia-smi`` shows, and what runs out first). With no GPU we sample this process's resident
-host memory (RSS) instead, a few hundred times a second, since no counter can be reset there.
+On CUDA we empty PyTorch's cache and reset its peak counters before the work, and read them after:
+*allocated* is what tensors used at the worst moment, *reserved* is what PyTorch's caching allocator held
+from the driver (what ``nvidia-smi`` shows, and what runs out first); notebook 07 shows these calls. With no
+GPU we sample this process's resident host memory (RSS) instead, a few hundred times a second, since no
+counter can be reset there.
 
 When a generation does not fit, ``explain_out_of_memory`` turns the out-of-memory error into a message
 that says what to do, and frees what the failed call held so that the next cell can run.
@@ -13,10 +14,9 @@ from __future__ import annotations
 
 import gc
 import threading
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import psutil
 import torch
@@ -95,6 +95,7 @@ def peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
     result = PeakMemory(device=str(device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()  # else "reserved" could not read below what an earlier, bigger run left cached
         torch.cuda.reset_peak_memory_stats(device)
         yield result
         torch.cuda.synchronize(device)
@@ -123,14 +124,6 @@ OUT_OF_MEMORY_ADVICE = (
 )
 
 
-@dataclass
-class OutOfMemoryReport:
-    """What :func:`explain_out_of_memory` saw: ``happened`` stays False when the block fitted."""
-
-    happened: bool = False
-    message: str = ""
-
-
 def _is_out_of_memory(error: BaseException) -> bool:
     """``torch.OutOfMemoryError`` (CUDA), or the RuntimeError the MPS and CPU allocators raise when full."""
     if isinstance(error, torch.OutOfMemoryError):
@@ -139,17 +132,18 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def _empty_device_cache(device: torch.device) -> None:
+def empty_device_cache(device: torch.device | str) -> None:
+    """Give the memory PyTorch's caching allocator keeps for reuse back to the GPU (a no-op on a CPU)."""
+    device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     elif device.type == "mps" and torch.backends.mps.is_available():
         torch.mps.empty_cache()
 
 
-@contextmanager
 def explain_out_of_memory(
     device: torch.device | str = "cuda", *, what: str = "This generation", reraise: bool = True
-) -> Iterator[OutOfMemoryReport]:
+) -> ContextManager[errors.Failure]:
     """Turn an out-of-memory error in the block into a message that says what to do::
 
         with explain_out_of_memory(device, what="4 clips of 150 s", reraise=False) as oom:
@@ -158,34 +152,26 @@ def explain_out_of_memory(
             ...  # the message has been printed; the GPU's memory is free again
 
     It catches ``torch.OutOfMemoryError`` (what CUDA raises; ``torch.cuda.OutOfMemoryError`` is the same class)
-    and the RuntimeError of the MPS and CPU allocators. Then it frees what the failed call held: the
-    tensors of a failed call stay alive as long as its traceback does, so it clears the finished frames of
-    that traceback (``traceback.clear_frames``; your own variables are untouched), collects garbage and
-    empties the device's cache. Then, with ``reraise=True`` (the default), it raises
-    :class:`helpers.errors.OutOfMemoryError` with the advice, without the original traceback; with
-    ``reraise=False`` it prints the advice, sets ``happened`` and the code after the block goes on.
-    Any other exception passes through unchanged.
+    and the RuntimeError of the MPS and CPU allocators. Why it matters: the tensors of a failed call stay
+    alive as long as its traceback does, so without clean-up the *next* cell runs out of memory too. So the
+    failed call's frames are cleared, garbage is collected and the device's cache emptied; then, with
+    ``reraise=True`` (the default), :class:`~helpers.errors.DoesNotFitError` is raised with the advice;
+    with ``reraise=False`` the advice is printed, ``happened`` is set and the code after the block goes on.
+    Any other exception passes through unchanged (:func:`helpers.errors.explained` does the work).
     """
     device = torch.device(device)
-    report = OutOfMemoryReport()
-    detail = None
-    try:
-        yield report
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not _is_out_of_memory(error):
-            raise
+
+    def clean_up() -> None:
+        gc.collect()
+        empty_device_cache(device)
+
+    def describe(error: BaseException) -> str:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        traceback.clear_frames(error.__traceback__)  # drop the failed call's locals: its tensors
-    if detail is None:
-        return
-    gc.collect()
-    _empty_device_cache(device)
-    where = "GPU" if device.type in ("cuda", "mps") else "host"
-    message = f"{what} ran out of {where} memory on {device} ({detail})."
-    if device.type == "cuda" and torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info(device)
-        message += f" After clean-up: {free / GIB:.1f} GiB free of {total / GIB:.1f} GiB."
-    report.happened, report.message = True, f"{message}\n{OUT_OF_MEMORY_ADVICE}"
-    if reraise:
-        raise errors.OutOfMemoryError(report.message) from None
-    print(report.message)
+        where = "GPU" if device.type in ("cuda", "mps") else "host"
+        message = f"{what} ran out of {where} memory on {device} ({detail})."
+        if device.type == "cuda" and torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info(device)
+            message += f" After clean-up: {free / GIB:.1f} GiB free of {total / GIB:.1f} GiB."
+        return f"{message}\n{OUT_OF_MEMORY_ADVICE}"
+
+    return errors.explained(_is_out_of_memory, describe, errors.DoesNotFitError, reraise=reraise, clean_up=clean_up)
