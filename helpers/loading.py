@@ -150,21 +150,22 @@ def check_device(device: str | torch.device | None) -> torch.device:
             "(every notebook runs there, more slowly, and says which steps are GPU lessons)."
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise NoGPUError(f"device='mps' was asked for, but this machine has no Apple GPU. Pass device='cpu'.")
+        raise NoGPUError("device='mps' was asked for, but this machine has no Apple GPU. Pass device='cpu'.")
     return device
 
 
 def check_dtype(torch_dtype: torch.dtype, device: torch.device) -> None:
     """Refuse half precision on a CPU.
 
-    We refuse rather than warn: measured on a 2-core CPU, one bfloat16 UNet step took 140 s against
-    2.6 s in float32 (CPUs without native bf16 emulate it), and float16 kernels are missing or slow
-    there. Half precision is a GPU optimisation.
+    We refuse rather than warn: on this course's 2-core x86 test machine one full-size bfloat16 UNet step
+    took 140 s against 2.6 s in float32 (CPUs without native bf16 emulate it), and float16 kernels are
+    missing or slow on most CPUs. Half precision is a GPU optimisation.
     """
     if device.type == "cpu" and torch_dtype in (torch.float16, torch.bfloat16):
         raise HalfPrecisionOnCPUError(
-            f"torch_dtype={torch_dtype} on a CPU: half precision is a GPU optimisation. On this CPU it would be "
-            "tens of times slower than float32, not faster (bfloat16 measured 50x slower here). Use "
+            f"torch_dtype={torch_dtype} on a CPU: half precision is a GPU optimisation. Most CPUs have no "
+            "half-precision arithmetic and emulate it, so it is slower than float32, not faster (on a 2-core "
+            "x86 CPU one bfloat16 UNet step took about 50 times as long as in float32). Use "
             "torch_dtype=torch.float32 on a CPU, or run on a GPU (Colab: Runtime > Change runtime type)."
         )
 

@@ -2,7 +2,7 @@
 
 Why JSON Lines: each notebook only ever *appends* one line per measurement, so a crash mid-write can
 damage at most that last line, never an earlier row. Reading skips a damaged line with a clear warning
-and keeps the rest; the summary notebook and the course runner read it back as a table.
+and keeps the rest; the course runner (``helpers.run_course``) reads it back as a table for its summary.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from helpers.timing import Timing
 
 COLUMNS = (
     "notebook", "configuration", "device_name", "dtype", "steps", "audio_seconds", "median_s", "spread_s",
-    "realtime_factor", "peak_memory_gib", "model_id", "checkpoint_kind", "smoke", "versions", "recorded_at",
-)
+    "first_call_s", "realtime_factor", "peak_memory_gib", "model_id", "checkpoint_kind", "smoke", "versions",
+    "recorded_at",
+)  # the keys of every row record() writes, in order
 
 
 class ResultsLogWarning(UserWarning):

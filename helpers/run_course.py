@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,8 @@ def execute_notebook(source: Path, run_dir: Path, cell_timeout_s: int | None = D
     try:
         client.execute()
     except CellExecutionError as failure:
-        return f"cell {running['cell']}: {str(failure).strip().splitlines()[-1]}"
+        last_line = re.sub(r"\x1b\[[0-9;]*m", "", str(failure)).strip().splitlines()[-1]  # no terminal colours
+        return f"cell {running['cell']}: {last_line}"
     except CellTimeoutError:
         return (f"cell {running['cell']} ran for more than {cell_timeout_s} s and was stopped "
                 "(--cell-timeout sets the limit)")

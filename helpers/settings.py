@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The one place that names where this course lives: badges, Colab install cells and the README use it.
+# Where this course lives. The notebooks' badges and Colab install cells, pyproject.toml and the README spell
+# the address out (a notebook cannot import the package before installing it); a test checks they agree.
 REPOSITORY = "audioldm2-faster/audioldm2-faster"
 REPOSITORY_URL = f"https://github.com/{REPOSITORY}"
 COLAB_URL = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main"

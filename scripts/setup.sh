@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make .venv (once) and install the course into it with the pinned versions. Sourced by test.sh and course.sh.
+# Make .venv (once) and install the course into it with the pinned versions. test.sh and course.sh run it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
