@@ -1,29 +1,43 @@
-"""Helpers shared by the notebooks of "AudioLDM 2, faster".
+"""Helpers shared by the notebooks of "AudioLDM 2, faster". The notebooks import them qualified::
 
-They load the pipeline, measure it honestly and let you listen; the optimisations themselves stay in
-the notebooks, in plain diffusers calls. One module per concern:
+    import helpers as h
+    pipe, device, checkpoint = h.setup(torch_dtype=torch.float32)
+    h.measure(pipe, "float32, DDIM 200 steps", notebook="01_baseline", device=device,
+              num_inference_steps=200, audio_length_in_s=10.24)
 
-* ``settings``: which model, smoke mode, where results go (environment variables).
+Each function is explained in the notebook that teaches it (00 for ``setup`` and ``load_pipeline``, 01 for
+``generate``, ``measure`` and the timing below them, 07 for ``peak_memory``); the optimisations themselves
+stay in the notebooks, in plain diffusers and torch calls. One module per concern:
+
+* ``settings``: which model, smoke mode, where results go (environment variables), the blog's prompt.
+* ``session``: ``setup``, what every notebook does first.
 * ``loading``: ``load_pipeline`` and the checks that turn set-up problems into clear messages.
 * ``checkpoints``: tiny and full-size AudioLDM 2 checkpoints with random weights, for offline runs.
-* ``timing``, ``memory``: wall-clock time a GPU cannot fool; peak memory.
+* ``generating``: ``generate``, the pipeline's call from seeded noise.
+* ``measuring``: ``measure``, time and peak memory of a generation, logged.
+* ``timing``, ``memory``: wall-clock time a GPU cannot fool; peak memory; out-of-memory explained.
+* ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled.
 * ``results``: the log every measurement is appended to, read back as a table.
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
-* ``environment``: versions, device, and known problems.
+* ``environment``: versions, device, and known problems. ``errors``: the course's errors.
+* ``blog``: the figures the blog reports, quoted.
 """
 
+from helpers import blog, compiling, errors, memory, settings
 from helpers.checkpoints import describe_checkpoint
 from helpers.environment import environment_report
-from helpers.errors import CourseError
+from helpers.generating import generate
 from helpers.listening import compare, play, save_wav
-from helpers.loading import default_device, load_pipeline
+from helpers.loading import default_device, load_pipeline, resolve_checkpoint
+from helpers.measuring import measure, note_if_smoke, say_how_long
 from helpers.memory import peak_memory
-from helpers.plots import plot_clips, plot_spectrogram, plot_speedups, plot_waveform, spectral_distance
-from helpers.results import read_table, record
-from helpers.timing import time_runs
+from helpers.plots import plot_clips, plot_spectrogram, plot_speedups, spectral_distance
+from helpers.session import setup
+from helpers.timing import estimate_step_costs, synchronize, time_once, time_runs
 
 __all__ = [
-    "CourseError", "compare", "default_device", "describe_checkpoint", "environment_report", "load_pipeline",
-    "peak_memory", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_waveform", "read_table",
-    "record", "save_wav", "spectral_distance", "time_runs",
+    "blog", "compare", "compiling", "default_device", "describe_checkpoint", "environment_report", "errors", "estimate_step_costs",
+    "generate", "load_pipeline", "measure", "memory", "note_if_smoke", "peak_memory", "play", "plot_clips",
+    "plot_spectrogram", "plot_speedups", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup",
+    "spectral_distance", "synchronize", "time_once", "time_runs",
 ]

@@ -4,6 +4,7 @@ No test here depends on how fast or how busy the machine is: timings run on a fa
 advances itself, and the memory sampler is waited for until it has seen what it must see.
 """
 
+import mmap
 import threading
 import time
 
@@ -15,6 +16,18 @@ from helpers.memory import HostMemorySampler, current_rss, peak_memory
 from helpers.timing import Timing, estimate_step_costs, time_runs
 
 MiB = 1024**2
+
+
+class FreshMemory:
+    """``size`` bytes of new, touched pages straight from the kernel (anonymous mmap): they always add to RSS,
+    whatever the process's allocator kept from earlier tests. ``close()`` gives them back."""
+
+    def __init__(self, size: int):
+        self.map = mmap.mmap(-1, size)
+        np.frombuffer(self.map, dtype=np.uint8)[:] = 1  # touch every page
+
+    def close(self) -> None:
+        self.map.close()
 
 
 class FakeClock:
@@ -100,11 +113,11 @@ def test_the_sampler_thread_reads_this_processs_resident_memory():
     baseline = current_rss()
     sampler = HostMemorySampler(interval_s=0.001)
     sampler.start()
-    block = np.ones(300 * MiB // 8)  # 300 MiB, touched; alive until the sampler has counted it
+    block = FreshMemory(300 * MiB)  # alive until the sampler has counted it
     deadline = time.monotonic() + 60
     while sampler.peak - baseline < 200 * MiB and time.monotonic() < deadline:
         time.sleep(0.01)
-    del block
+    block.close()
     assert sampler.stop() - baseline > 200 * MiB
 
 
@@ -112,10 +125,10 @@ def test_peak_memory_on_a_cpu_reports_host_memory_that_includes_the_block():
     with peak_memory("cpu") as before:
         pass
     with peak_memory("cpu") as memory:
-        block = np.ones(300 * MiB // 8)  # still alive when the block ends: the last reading sees it
+        block = FreshMemory(300 * MiB)  # still alive when the block ends: the last reading sees it
+    block.close()
     assert memory.host_rss - before.host_rss > 200 * MiB
     assert memory.gpu_reserved is None and "host memory" in str(memory)
-    del block
 
 
 def _row(**overrides):
@@ -124,17 +137,20 @@ def _row(**overrides):
     return row
 
 
-def test_results_log_round_trip(tmp_path, tiny_pipe):
+def test_a_recorded_measurement_reads_back_with_its_device_dtype_and_versions(tmp_path, tiny_pipe):
+    import diffusers
+
     path = tmp_path / "log.jsonl"
     timing = Timing("baseline", "cpu", runs_s=[1.0, 1.2, 1.1], warmup_s=[3.0], audio_seconds=10.24)
     with peak_memory("cpu") as memory:
         pass
     row = results.record("01_baseline", "fp32 DDIM 200", timing, memory, pipe=tiny_pipe, steps=200, path=path)
+    assert tuple(row) == results.COLUMNS  # the documented columns, in order
     assert row["checkpoint_kind"] == "tiny" and row["dtype"] == "float32" and row["first_call_s"] == 3.0
     table = results.read_table(path)
     assert list(table["configuration"]) == ["fp32 DDIM 200"]
     assert table["median_s"][0] == pytest.approx(1.1)
-    assert "diffusers 0.42.1" in table["versions"][0]
+    assert f"diffusers {diffusers.__version__}" in table["versions"][0]
 
 
 def test_damaged_lines_are_skipped_with_a_warning_and_no_row_is_lost(tmp_path):
@@ -156,10 +172,25 @@ def test_missing_log_reads_as_empty(tmp_path):
     assert results.read_table(tmp_path / "none.jsonl").empty
 
 
-def test_markdown_table(tmp_path):
+def test_markdown_table_leaves_a_measurement_not_made_empty(tmp_path):
     path = tmp_path / "log.jsonl"
     results.append_row(_row(median_s=1.23456, spread_s=None), path)
     text = results.markdown_table(results.read_table(path), ["configuration", "median_s", "spread_s"])
     assert text.splitlines()[2] == "| fp32 | 1.23 |  |"
 
 
+
+
+def test_peak_memory_on_cuda_empties_the_cache_before_resetting_the_counters(monkeypatch):
+    """Else a smaller run measured after a bigger one would read the bigger one's cached memory as its own."""
+    import torch
+
+    calls = []
+    for name in ("synchronize", "empty_cache", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda *args, name=name: calls.append(name))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 1024**3)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 4 * 1024**3)
+    with peak_memory("cuda") as memory:
+        calls.append("work")
+    assert calls == ["synchronize", "empty_cache", "reset_peak_memory_stats", "work", "synchronize"]
+    assert memory.peak_gib == 4.0 and "3.00 GiB allocated, 4.00 GiB reserved" in str(memory)
