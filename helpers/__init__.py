@@ -36,8 +36,8 @@ from helpers.session import setup
 from helpers.timing import estimate_step_costs, synchronize, time_once, time_runs
 
 __all__ = [
-    "blog", "compare", "compiling", "default_device", "describe_checkpoint", "environment_report", "errors", "estimate_step_costs",
-    "generate", "load_pipeline", "measure", "memory", "note_if_smoke", "peak_memory", "play", "plot_clips",
-    "plot_spectrogram", "plot_speedups", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup",
-    "spectral_distance", "synchronize", "time_once", "time_runs",
+    "blog", "compare", "compiling", "default_device", "describe_checkpoint", "environment_report", "errors",
+    "estimate_step_costs", "generate", "load_pipeline", "measure", "memory", "note_if_smoke", "peak_memory", "play",
+    "plot_clips", "plot_spectrogram", "plot_speedups", "resolve_checkpoint", "save_wav", "say_how_long", "settings",
+    "setup", "spectral_distance", "synchronize", "time_once", "time_runs",
 ]

@@ -14,7 +14,8 @@ import pytest
 
 import helpers as h
 
-NOTEBOOKS = {path.name[:2]: path for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = {path.name[:2]: path for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))}
 
 
 def _code_cells(path: Path) -> list[nbformat.NotebookNode]:

@@ -58,7 +58,8 @@ def test_setup_prints_the_machine_and_the_checkpoint_and_returns_what_notebooks_
     assert device == torch.device("cpu") and pipe.unet.dtype == torch.float32
     assert checkpoint.kind == "tiny" and checkpoint.random_weights
     assert f"torch {torch.__version__}" in printed  # the environment report
-    assert "model: tiny random weights" in printed and "device: cpu, dtype: float32, scheduler: DDIMScheduler" in printed
+    assert "model: tiny random weights" in printed
+    assert "device: cpu, dtype: float32, scheduler: DDIMScheduler" in printed
 
 
 def test_say_how_long_offers_a_quick_run_only_when_it_is_long(capsys):

@@ -32,7 +32,8 @@ def test_environment_yml_installs_what_pyproject_pins():
 
 
 def test_the_libraries_the_lessons_are_about_are_pinned_exactly_and_the_readme_names_the_pins():
-    pins = {_name(r): r for r in PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["torch"]}
+    project = PYPROJECT["project"]
+    pins = {_name(r): r for r in project["dependencies"] + project["optional-dependencies"]["torch"]}
     readme = (ROOT / "README.md").read_text()
     for name in ("torch", "diffusers", "transformers", "accelerate"):
         assert "==" in pins[name], f"{name} is not pinned: {pins[name]}"
