@@ -69,23 +69,23 @@ def test_offline_mode_counts_as_no_network(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("model_id", ["cvssp/audioldm3", "./no/such/folder", "not-a-model"])
-def test_unknown_checkpoint(model_id):
+def test_an_unknown_checkpoint_is_refused_naming_the_real_ones(model_id):
     with pytest.raises(UnknownCheckpointError, match="cvssp/audioldm2-large"):
         loading.load_pipeline(model_id, device="cpu")
 
 
-def test_folder_without_model_index(tmp_path):
+def test_a_folder_without_model_index_is_refused_as_not_a_pipeline(tmp_path):
     with pytest.raises(NotAnAudioLDM2CheckpointError, match="no model_index.json"):
         loading.load_pipeline(tmp_path, device="cpu")
 
 
-def test_folder_of_another_pipeline(tmp_path):
+def test_a_folder_of_another_pipeline_is_refused_naming_its_class(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(NotAnAudioLDM2CheckpointError, match="StableDiffusionPipeline"):
         loading.load_pipeline(tmp_path, device="cpu")
 
 
-def test_incomplete_audioldm2_folder(tmp_path):
+def test_an_incomplete_checkpoint_folder_names_the_missing_subfolders(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "AudioLDM2Pipeline"}))
     (tmp_path / "unet").mkdir()
     with pytest.raises(NotAnAudioLDM2CheckpointError, match="vocoder"):
