@@ -67,10 +67,26 @@ def execute_notebook(source: Path, run_dir: Path, cell_timeout_s: int | None = D
         return (f"the kernel died in cell {running['cell']} (out of host memory is the usual cause: "
                 "try AUDIOLDM2_SMOKE=1 or a machine with more memory)")
     except Exception as failure:  # the kernel would not start, a notebook that cannot be read, ...
-        return f"{type(failure).__name__}: {failure}"
+        return (f"{type(failure).__name__}: {failure} (while cell {running['cell']} ran: "
+                f"{where_raised(failure, run_dir / source.name)})")
     finally:
         nbformat.write(notebook, run_dir / source.name)
     return None
+
+
+def where_raised(error: BaseException, notebook: Path) -> str:
+    """``raised at FILE:LINE``, with the whole traceback written next to ``notebook`` for a closer look.
+
+    An error of the runner itself (not of a cell) has no cell output to read, and its message can be empty
+    (a bare ``AssertionError``): the place it was raised is then the only clue.
+    """
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    log = notebook.with_suffix(".error.txt")
+    log.write_text("".join(traceback.format_exception(error)))
+    place = f"raised at {frames[-1].filename}:{frames[-1].lineno}" if frames else "no traceback"
+    return f"{place}; the whole traceback is in {log.name}"
 
 
 def run_notebooks(notebooks: list[Path], run_dir: Path, cell_timeout_s: int | None) -> dict[str, str]:

@@ -69,3 +69,19 @@ def test_a_cell_that_runs_too_long_is_stopped_reported_and_the_run_goes_on(tmp_p
     summary = run_course.write_summary(run, failures).read_text()
     assert "## Notebooks that did not finish" in summary
     assert "`01_stuck.ipynb`: cell 1 ran for more than 5 s" in summary
+
+
+def test_an_error_of_the_runner_itself_says_where_it_was_raised(tmp_path, monkeypatch):
+    # On an H200, nbclient itself raised a bare AssertionError (no message, no cell output): the place is the clue.
+    def execute_fails(client, **kwargs):
+        raise AssertionError
+
+    monkeypatch.setattr("nbclient.NotebookClient.execute", execute_fails)
+    notebook = _notebook(tmp_path, "01_one.ipynb", "print('never')")
+    run = tmp_path / "run"
+    run.mkdir()
+    failure = run_course.run_notebooks([notebook], run, cell_timeout_s=5)["01_one.ipynb"]
+    assert failure.startswith("AssertionError:  (while cell None ran: raised at ")
+    assert f"test_run_course.py:{execute_fails.__code__.co_firstlineno + 1}" in failure
+    assert "the whole traceback is in 01_one.error.txt" in failure
+    assert "in execute_fails" in (run / "01_one.error.txt").read_text()
