@@ -31,13 +31,32 @@ class EnvironmentReport:
 
     def __str__(self) -> str:
         lines = [f"Python {self.python}"]
-        lines += [f"{name} {version}" for name, version in self.versions.items()]
+        tested = tested_versions()
+        for name, version in self.versions.items():
+            differs = name in tested and version.split("+")[0] != tested[name]
+            lines.append(f"{name} {version}" + (f" (the course's tests ran {name} {tested[name]})" if differs else ""))
         lines.append(f"device: {self.device} ({self.device_name})")
         if self.cuda_capability:
             lines.append(f"CUDA capability {self.cuda_capability}; GPU memory free "
                          f"{self.gpu_free_gib:.1f} of {self.gpu_total_gib:.1f} GiB")
         lines += [f"WARNING: {warning}" for warning in self.warnings]
         return "\n".join(lines)
+
+
+def tested_versions() -> dict[str, str]:
+    """The exact versions the course pins (its tests run them): ``{"torch": "2.13.0", "diffusers": ...}``.
+
+    Read from the installed course's own metadata, so that they cannot drift from ``pyproject.toml``. On Colab
+    torch is the runtime's own, so the report says when it is not the one the course was tested with.
+    """
+    from packaging.requirements import Requirement
+
+    try:
+        requirements = [Requirement(text) for text in metadata.requires("audioldm2-faster") or []]
+    except metadata.PackageNotFoundError:  # helpers imported from a checkout that was never installed
+        return {}
+    return {r.name: str(r.specifier)[2:] for r in requirements
+            if len(r.specifier) == 1 and str(r.specifier).startswith("==")}
 
 
 def _version(name: str) -> str:

@@ -15,12 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Where this course lives. The notebooks' badges and Colab install cells, pyproject.toml and the README spell
-# the address out (a notebook cannot import the package before installing it); a test checks they agree.
+# Where this course lives on GitHub. The notebooks' badges and install cells, pyproject.toml and the README
+# spell it out too: `python -m helpers.repository OWNER/NAME` changes them all, and a test checks they agree.
 REPOSITORY = "audioldm2-faster/audioldm2-faster"
-REPOSITORY_URL = f"https://github.com/{REPOSITORY}"
-COLAB_URL = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main"
-INSTALL_SPEC = f"audioldm2-faster @ git+{REPOSITORY_URL}"
 
 MODEL_ENV = "AUDIOLDM2_MODEL"
 SMOKE_ENV = "AUDIOLDM2_SMOKE"

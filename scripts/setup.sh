@@ -7,4 +7,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 # torch==2.13.0 comes from the `torch` extra: on a machine with a local CPU wheel pip takes that one.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[torch,test]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[torch,test,lab]"

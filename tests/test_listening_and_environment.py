@@ -69,3 +69,13 @@ def test_known_problems_flag_old_gpus_for_bfloat16_and_missing_libraries():
     assert any("bfloat16" in warning for warning in t4)
     missing = environment.known_problems({**old, "accelerate": "not installed"}, "cuda", (9, 0))
     assert any("accelerate is not installed" in warning for warning in missing)
+
+
+def test_report_says_which_torch_the_course_was_tested_with_when_it_runs_another():
+    pinned = environment.tested_versions()
+    assert pinned["torch"] == "2.13.0" and pinned["diffusers"] == "0.42.1"  # from the installed course's metadata
+    report = environment.environment_report()
+    report.versions.update(torch="2.11.0+cu130", diffusers=pinned["diffusers"])  # Colab's own torch, say
+    lines = str(report).splitlines()
+    assert "torch 2.11.0+cu130 (the course's tests ran torch 2.13.0)" in lines
+    assert f"diffusers {pinned['diffusers']}" in lines  # the pinned one: nothing added

@@ -32,6 +32,7 @@ def test_course_runs_the_setup_notebook_into_a_run_folder(tmp_path, monkeypatch)
     assert run_course.main(["--out", str(tmp_path / "run"), "--only", "00"]) == 0
     run = tmp_path / "run"
     assert (run / "00_setup.ipynb").is_file() and (run / "00_setup.wav").is_file()
+    assert "<audio" in (run / "00_setup.ipynb").read_text()  # the players are saved with the executed notebook
     summary = (run / "summary.md").read_text()
     assert summary.startswith("# AudioLDM 2, faster")
 
