@@ -30,10 +30,25 @@ def as_mono(audio) -> np.ndarray:
     return audio
 
 
+def not_finite(audio) -> str | None:
+    """None for a clip of finite samples; else one line that says how many are NaN or infinite.
+
+    Half precision can overflow (float16 stops at 65504) and a clip then holds NaN or inf. Every player, plot
+    and distance here says so in this line instead of failing deep inside IPython or librosa.
+    """
+    samples = as_mono(audio)
+    nan, inf = int(np.isnan(samples).sum()), int(np.isinf(samples).sum())
+    if nan == inf == 0:
+        return None
+    return f"not finite: {nan} NaN and {inf} infinite samples of {samples.size} (an overflow, e.g. in float16)"
+
+
 def play(audio, sampling_rate: int = SAMPLING_RATE):
     """An audio player for one clip (shown when it is the last thing in a cell, or with ``display``)."""
-    from IPython.display import Audio
+    from IPython.display import HTML, Audio
 
+    if problem := not_finite(audio):
+        return HTML(f"<p>Nothing to play: this clip is {html.escape(problem)}.</p>")
     return Audio(as_mono(audio), rate=sampling_rate)
 
 
@@ -49,10 +64,13 @@ def compare(clips: Mapping[str, object], sampling_rate: int = SAMPLING_RATE):
     return HTML(f"<table><tr>{columns}</tr></table>")
 
 
-def save_wav(audio, path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE) -> Path:
-    """Write one clip as a 16-bit WAV file and return its path."""
+def save_wav(audio, path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE) -> Path | None:
+    """Write one clip as a 16-bit WAV file and return its path (None, said in one line, if it is not finite)."""
     import soundfile
 
+    if problem := not_finite(audio):
+        print(f"{path} not written: the clip is {problem}.")
+        return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, as_mono(audio), sampling_rate, subtype="PCM_16")

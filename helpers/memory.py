@@ -37,14 +37,15 @@ class PeakMemory:
 
     @property
     def peak_gib(self) -> float:
-        """The figure to compare: GPU reserved memory on CUDA, host RSS elsewhere."""
+        """The figure to compare: GPU reserved memory on CUDA (on MPS: what the Metal driver holds), else host RSS."""
         peak = self.gpu_reserved if self.gpu_reserved is not None else self.host_rss
         return (peak or 0) / GIB
 
     def __str__(self) -> str:
         if self.gpu_reserved is not None:
+            held = "held by the Metal driver" if self.device.startswith("mps") else "reserved"
             return (f"peak GPU memory {self.gpu_allocated / GIB:.2f} GiB allocated, "
-                    f"{self.gpu_reserved / GIB:.2f} GiB reserved [{self.device}]")
+                    f"{self.gpu_reserved / GIB:.2f} GiB {held} [{self.device}]")
         return f"peak host memory (RSS) {self.peak_gib:.2f} GiB [{self.device}]"
 
 
@@ -56,7 +57,8 @@ def current_rss() -> int:
 class HostMemorySampler(threading.Thread):
     """Reads host memory in the background, every ``interval_s``, and keeps the highest reading.
 
-    ``read_bytes`` is what it reads (this process's RSS by default); a test can hand in its own.
+    ``read_bytes`` is what it reads: this process's RSS by default; on a Mac, torch's MPS counters (which have
+    no peak of their own); in a test, whatever the test hands in.
     """
 
     def __init__(self, read_bytes: Callable[[], int] = current_rss, interval_s: float = 0.005):
@@ -102,12 +104,30 @@ def peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
         result.gpu_allocated = torch.cuda.max_memory_allocated(device)
         result.gpu_reserved = torch.cuda.max_memory_reserved(device)
         return
+    if device.type == "mps":  # tensors live in Metal buffers, which the process's RSS does not count
+        yield from _peak_mps_memory(result)
+        return
     sampler = HostMemorySampler()
     sampler.start()
     try:
         yield result
     finally:
         result.host_rss = sampler.stop()
+
+
+def _peak_mps_memory(result: PeakMemory) -> Iterator[PeakMemory]:
+    """MPS keeps no peak counters: sample what torch has allocated and what the Metal driver holds."""
+    torch.mps.synchronize()
+    torch.mps.empty_cache()
+    allocated = HostMemorySampler(read_bytes=torch.mps.current_allocated_memory)
+    held = HostMemorySampler(read_bytes=torch.mps.driver_allocated_memory)
+    allocated.start()
+    held.start()
+    try:
+        yield result
+    finally:
+        torch.mps.synchronize()
+        result.gpu_allocated, result.gpu_reserved = allocated.stop(), held.stop()
 
 
 # --------------------------------------------------------------------------------------------

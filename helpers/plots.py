@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.listening import SAMPLING_RATE, as_mono
+from helpers.listening import SAMPLING_RATE, as_mono, not_finite
 
 
 def log_mel(audio, sampling_rate: int = SAMPLING_RATE, n_mels: int = 64, hop_length: int = 160) -> np.ndarray:
@@ -26,6 +26,10 @@ def spectral_distance(audio_a, audio_b, sampling_rate: int = SAMPLING_RATE) -> f
     A number for "how close does the audio stay" that does not depend on phase, which the ear hardly
     hears but a sample-by-sample difference punishes.
     """
+    for which, audio in (("first", audio_a), ("second", audio_b)):
+        if problem := not_finite(audio):
+            print(f"spectral distance: the {which} clip is {problem}; the distance is nan.")
+            return float("nan")
     a, b = log_mel(audio_a, sampling_rate), log_mel(audio_b, sampling_rate)
     frames = min(a.shape[1], b.shape[1])
     floor = -100.0  # dB: silence below this counts as silence, so that log(0) cannot dominate
@@ -38,6 +42,10 @@ def plot_spectrogram(audio, sampling_rate: int = SAMPLING_RATE, title: str = "",
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
+    if problem := not_finite(audio):  # librosa would raise: say it in the plot instead
+        ax.text(0.5, 0.5, f"nothing to draw: {problem}", ha="center", va="center", wrap=True)
+        ax.set(title=title or "log-mel spectrogram", xticks=[], yticks=[])
+        return ax
     mel = log_mel(audio, sampling_rate)
     seconds = len(as_mono(audio)) / sampling_rate
     image = ax.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")

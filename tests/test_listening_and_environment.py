@@ -79,3 +79,23 @@ def test_report_says_which_torch_the_course_was_tested_with_when_it_runs_another
     lines = str(report).splitlines()
     assert "torch 2.11.0+cu130 (the course's tests ran torch 2.13.0)" in lines
     assert f"diffusers {pinned['diffusers']}" in lines  # the pinned one: nothing added
+
+
+def test_a_clip_that_is_not_finite_is_reported_in_one_line_by_every_player_plot_and_distance(tmp_path, capsys):
+    clip = np.zeros(16_000, dtype=np.float32)
+    clip[[3, 7]], clip[9] = np.nan, np.inf  # what a float16 overflow leaves
+    fine = np.sin(np.linspace(0, 2000, 16_000)).astype(np.float32)
+    assert listening.not_finite(fine) is None
+    assert listening.not_finite(clip) == "not finite: 2 NaN and 1 infinite samples of 16000 (an overflow, e.g. in float16)"
+
+    assert "Nothing to play: this clip is not finite: 2 NaN" in listening.play(clip)._repr_html_()
+    table = listening.compare({"fine": fine, "broken": clip}).data
+    assert table.count("<audio") == 1 and "Nothing to play" in table
+    assert np.isnan(plots.spectral_distance(fine, clip))
+    assert capsys.readouterr().out == "spectral distance: the second clip is not finite: 2 NaN and 1 infinite samples " \
+                                      "of 16000 (an overflow, e.g. in float16); the distance is nan.\n"
+    ax = plots.plot_spectrogram(clip, title="float16")
+    assert ax.get_title() == "float16" and "nothing to draw: not finite" in ax.texts[0].get_text()
+    assert len(plots.plot_clips({"fine": fine, "broken": clip}).axes) == 3  # two plots and the fine one's colorbar
+    assert listening.save_wav(clip, tmp_path / "broken.wav") is None and not (tmp_path / "broken.wav").exists()
+    assert "broken.wav not written: the clip is not finite" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import weakref
 import pytest
 import torch
 
-from helpers import errors
+from helpers import errors, memory
 from helpers.memory import OUT_OF_MEMORY_ADVICE, explain_out_of_memory
 
 CUDA_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 14.75 GiB"
@@ -82,3 +82,19 @@ def test_the_failed_calls_tensors_are_released():
     gc.collect()
     assert caught.value.__context__ is not None  # the original error is still reachable...
     assert refs[0]() is None  # ...but the tensors its frames held are gone
+
+
+def test_on_a_mac_peak_memory_reads_the_metal_counters_not_the_process_rss(monkeypatch):
+    # MPS tensors live in Metal buffers that RSS does not count; torch.mps has counters but no peak.
+    counters = {"allocated": 1 * memory.GIB, "driver": 2 * memory.GIB}
+    calls = []
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append("synchronize"))
+    monkeypatch.setattr(torch.mps, "empty_cache", lambda: calls.append("empty_cache"))
+    monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: counters["allocated"])
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: counters["driver"])
+    with memory.peak_memory("mps") as peak:
+        counters.update(allocated=3 * memory.GIB, driver=5 * memory.GIB)  # the generation's working set
+    assert (peak.gpu_allocated, peak.gpu_reserved, peak.host_rss) == (3 * memory.GIB, 5 * memory.GIB, None)
+    assert peak.peak_gib == 5.0
+    assert str(peak) == "peak GPU memory 3.00 GiB allocated, 5.00 GiB held by the Metal driver [mps]"
+    assert calls[:2] == ["synchronize", "empty_cache"] and calls[-1] == "synchronize"
