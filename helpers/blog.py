@@ -1,12 +1,17 @@
 """The figures the blog "AudioLDM 2, faster" reports, to set beside our own measurements.
 
-Source: the Hugging Face blog post "AudioLDM 2, faster" (2023) and its companion Colab notebook, both on
-a T4-class card (about 15 GB of GPU memory), with diffusers and torch of 2023. They are quoted, not
-measured here; every notebook measures its own numbers on your device next to them.
+Source: the Hugging Face blog post "AudioLDM 2, faster" (2023) and its companion Colab notebook, with diffusers
+and torch of 2023. They are quoted, not measured here; every notebook measures its own numbers on your device
+next to them.
+
+The blog does not name its GPU, and it was probably not a T4: its float32 baseline, 15.3 UNet steps per second at
+341.5 GFLOP per guided step, is 5.2 TFLOP/s, most of a T4's 8.1 TFLOP/s float32 peak, while the companion Colab on
+a real free T4 took 37 s for the clip the blog timed at 13 s. (On an H200 this course measured 13.4 s for that
+rung: eager, the pipeline waits on Python on a fast GPU; see results/.)
 """
 
 BLOG_TITLE = 'Hugging Face blog, "AudioLDM 2, faster" (2023)'
-BLOG_DEVICE = "T4-class GPU (14.75 GiB), 2023 libraries"
+BLOG_DEVICE = "a GPU it does not name, 2023 libraries"
 
 # Seconds for one 10.24 s clip, as the blog reports them (one waveform per prompt unless said).
 BLOG_SECONDS = {
