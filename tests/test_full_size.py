@@ -23,3 +23,34 @@ def test_full_size_checkpoint_runs_to_163840_samples():
     audio = pipe("Techno music", num_inference_steps=2, audio_length_in_s=10.24,
                  generator=torch.Generator("cpu").manual_seed(0)).audios
     assert audio.shape == (1, 163_840)
+
+
+@pytest.mark.slow
+def test_full_size_random_weights_stay_far_inside_float16s_range():
+    # Random weights could overflow float16 (65504) where trained ones do not; the course's must not, or notebook
+    # 04's float16 clip would be NaN for a reason the real model does not have. Every module's output, float32.
+    from torch.utils._pytree import tree_leaves
+
+    pipe = load_pipeline(cached_checkpoint("full-size", "base"), device="cpu")
+    largest: dict[str, float] = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            values = [t.detach().abs().max().item() for t in tree_leaves(output)
+                      if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()]
+            largest[name] = max([largest.get(name, 0.0), *values])
+        return hook
+
+    handles = [module.register_forward_hook(record(f"{component}.{name}"))
+               for component in ("text_encoder", "text_encoder_2", "projection_model", "language_model", "unet",
+                                 "vae", "vocoder")
+               for name, module in getattr(pipe, component).named_modules()]
+    try:
+        pipe("Techno music", negative_prompt="Low quality", num_inference_steps=2, audio_length_in_s=2.56,
+             generator=torch.Generator("cpu").manual_seed(0))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(largest) > 1000  # every module of every component ran, or the check proves nothing
+    name, value = max(largest.items(), key=lambda item: item[1])
+    assert value < torch.finfo(torch.float16).max / 100, f"{name} reached {value:g}"
