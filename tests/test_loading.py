@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +100,30 @@ def test_cuda_asked_for_without_a_gpu(tiny_checkpoint):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_on_cpu_is_refused(tiny_checkpoint, dtype):
+def test_half_precision_on_cpu_is_refused(tiny_checkpoint, dtype, monkeypatch):
+    monkeypatch.delenv("AUDIOLDM2_TESTS_HALF_ON_CPU")  # a reader's CPU, not the tests'
+    assert not loading.half_precision_runs_here("cpu", dtype)
     with pytest.raises(HalfPrecisionOnCPUError, match="GPU optimisation"):
         loading.load_pipeline(tiny_checkpoint, torch_dtype=dtype, device="cpu")
+
+
+def test_the_tests_switch_runs_half_precision_on_a_cpu_with_finite_results(tiny_checkpoint):
+    # CI has no GPU; this is how its notebooks run their float16 and bfloat16 code (conftest sets the switch).
+    from helpers.generating import generate
+
+    assert loading.half_precision_runs_here("cpu") and loading.half_precision_runs_here("cpu", torch.bfloat16)
+    for dtype in (torch.float16, torch.bfloat16):
+        pipe = loading.load_pipeline(tiny_checkpoint, torch_dtype=dtype, device="cpu")
+        assert pipe.unet.dtype == dtype
+        audios = generate(pipe, num_inference_steps=2, audio_length_in_s=1.28, negative_prompt="Low quality")
+        assert np.isfinite(audios).all() and audios.shape == (1, 20_480)
+
+
+def test_half_precision_runs_on_the_gpus_that_compute_it(monkeypatch):
+    for native_bf16 in (False, True):  # a T4 (capability 7.5), an A100 (8.0)
+        # is_bf16_supported() says True on both; with including_emulation=False only where the GPU computes it.
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                            lambda including_emulation=True, native=native_bf16: including_emulation or native)
+        assert loading.half_precision_runs_here("cuda") is True
+        assert loading.half_precision_runs_here("cuda", torch.bfloat16) is native_bf16
+    assert loading.half_precision_runs_here("mps") and not loading.half_precision_runs_here("mps", torch.bfloat16)
