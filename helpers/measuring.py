@@ -16,6 +16,7 @@ from helpers import settings
 from helpers.generating import generate
 from helpers.memory import PeakMemory, peak_memory
 from helpers.results import record
+from helpers.stages import StageTimes, time_stages
 from helpers.timing import Timing, time_runs
 
 LONG_RUN_S = 300  # past five minutes, the course offers a quicker way to run the code
@@ -30,6 +31,7 @@ class Measurement:
     audios: np.ndarray  # the clips of the last timed call, shape (waveforms, samples)
     first_audios: np.ndarray  # the clips of the first (warm-up) call: the same seed, so the same clips
     row: dict
+    stages: StageTimes | None = None  # where one more generation's time went, if measure() was asked to split
 
     @property
     def audio(self) -> np.ndarray:
@@ -47,13 +49,15 @@ def measure(
     audio_length_in_s: float,
     warmup: int = 1,
     repeats: int = 3,
+    split_stages: bool = False,
     **generate_kwargs,
 ) -> Measurement:
     """Time ``generate(pipe, ...)`` and its peak memory, append both to the results log, print them.
 
     ``warmup`` calls are timed apart (one-off costs, or torch.compile's compilation), then ``repeats`` calls
     give the median (one in smoke mode). ``configuration`` names the setting in the log; ``notebook`` says
-    which notebook measured it. Every other argument goes to :func:`~helpers.generating.generate`.
+    which notebook measured it. ``split_stages=True`` adds one more generation, with every stage timed
+    (:func:`~helpers.stages.time_stages`). Every other argument goes to :func:`~helpers.generating.generate`.
     """
     clips = {}
 
@@ -67,10 +71,13 @@ def measure(
         timing = time_runs(one_generation, device=device, label=configuration, warmup=warmup,
                            repeats=settings.repeats(repeats))
     timing.audio_seconds = audio_length_in_s * len(clips["last"])  # every clip of the call, for the real-time factor
-    row = record(notebook, configuration, timing, memory, pipe=pipe, steps=num_inference_steps)
+    stages = time_stages(pipe, one_generation, device, steps=num_inference_steps) if split_stages else None
+    row = record(notebook, configuration, timing, memory, pipe=pipe, steps=num_inference_steps, stages=stages)
     print(timing)
     print(memory)
-    return Measurement(timing, memory, audios=clips["last"], first_audios=clips["first"], row=row)
+    if stages:
+        print(stages)
+    return Measurement(timing, memory, audios=clips["last"], first_audios=clips["first"], row=row, stages=stages)
 
 
 def say_how_long(what: str, seconds: float) -> None:

@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 
 from helpers import settings
-from helpers.memory import PeakMemory
+from helpers.memory import GIB, PeakMemory
+from helpers.stages import StageTimes
 from helpers.timing import Timing
 
 COLUMNS = (
     "notebook", "configuration", "device_name", "dtype", "steps", "audio_seconds", "median_s", "spread_s",
-    "first_call_s", "realtime_factor", "peak_memory_gib", "model_id", "checkpoint_kind", "smoke", "versions",
-    "recorded_at",
+    "first_call_s", "realtime_factor", "peak_memory_gib", "peak_allocated_gib", "fixed_s", "per_step_s", "stages_s",
+    "model_id", "checkpoint_kind", "smoke", "versions", "recorded_at",
 )  # the keys of every row record() writes, in order
 
 
@@ -58,9 +59,14 @@ def record(
     *,
     pipe,
     steps: int,
+    stages: StageTimes | None = None,
     path: str | os.PathLike | None = None,
 ) -> dict:
-    """Append one measurement to the results log (``$AUDIOLDM2_RESULTS``) and return the row written."""
+    """Append one measurement to the results log (``$AUDIOLDM2_RESULTS``) and return the row written.
+
+    ``stages``, where the generation was split (:mod:`helpers.stages`), adds the fixed part, the cost of one step
+    and each stage's seconds (from one extra generation with hooks, so a guide beside ``median_s``).
+    """
     from helpers.checkpoints import describe_checkpoint
 
     model_id = pipe.name_or_path or "unknown"
@@ -76,6 +82,10 @@ def record(
         "first_call_s": timing.warmup_s[0] if timing.warmup_s else None,
         "realtime_factor": timing.realtime_factor,
         "peak_memory_gib": memory.peak_gib if memory else None,
+        "peak_allocated_gib": memory.gpu_allocated / GIB if memory and memory.gpu_allocated is not None else None,
+        "fixed_s": stages.fixed_s if stages else None,
+        "per_step_s": stages.seconds["UNet"] / steps if stages and steps else None,
+        "stages_s": {**stages.seconds, "everything else": stages.other_s} if stages else None,
         "model_id": model_id,
         "checkpoint_kind": describe_checkpoint(model_id).kind,
         "smoke": settings.smoke_mode(),

@@ -150,6 +150,61 @@ def write_summary(run_dir: Path, failures: dict[str, str] | None = None) -> Path
     return summary
 
 
+RESULTS_FILE_COLUMNS = ["configuration", "dtype", "steps", "audio_seconds", "median_s", "spread_s", "first_call_s",
+                        "fixed_s", "per_step_s", "peak_allocated_gib", "peak_memory_gib"]
+
+
+def results_file_name(device_name: str, day: str) -> str:
+    """``NVIDIA H200``, ``2026-11-26`` -> ``nvidia-h200-2026-11-26.md``."""
+    return f"{re.sub(r'[^a-z0-9]+', '-', device_name.lower()).strip('-')}-{day}.md"
+
+
+def write_results_file(run_dir: Path, results_dir: Path, failures: dict[str, str], command: str) -> Path | None:
+    """Write the run's measurements as ``results_dir/<device>-<date>.md``, the file to commit; its path.
+
+    What a GPU run is for: each configuration's median, spread and first call, its fixed part and cost per step,
+    GPU memory allocated and reserved, where the last measured configuration's time went, the versions and the
+    command. Nothing is written when nothing was measured; an existing file is never overwritten.
+    """
+    from helpers.results import markdown_table, read_rows, read_table
+
+    rows, table = read_rows(run_dir / "results.jsonl"), read_table(run_dir / "results.jsonl")
+    if not rows:
+        return None
+    first = rows[0]
+    day = first["recorded_at"][:10]
+    path = results_dir / results_file_name(first["device_name"], day)
+    for copy in range(2, 100):
+        if not path.exists():
+            break
+        path = results_dir / results_file_name(first["device_name"], f"{day}-{copy}")
+    versions = ", ".join(f"{name} {version}" for name, version in first["versions"].items())
+    lines = [f"# {first['device_name']}, {day}", "",
+             f"- command: `{command}`",
+             f"- model: `{first['model_id']}` ({first['checkpoint_kind']})"
+             + ("; random weights: the timings and memory are real, the audio is noise"
+                if first["checkpoint_kind"] != "real" else ""),
+             f"- versions: {versions}",
+             "- seconds per clip: the median of the timed runs after a warm-up call; fixed part and per step from one "
+             "more generation with each stage timed (blank where a notebook did not split it); memory in GiB"]
+    if any(row["smoke"] for row in rows):
+        lines.append("- SMOKE RUN: steps and lengths were capped; these figures check the code, they measure nothing")
+    if failures:
+        lines += ["", "## Notebooks that did not finish", ""]
+        lines += [f"- `{name}`: {error}" for name, error in failures.items()]
+    for notebook, measured in table.groupby("notebook", sort=False):
+        lines += ["", f"## {notebook}", "", markdown_table(measured, RESULTS_FILE_COLUMNS)]
+    split = next((row for row in reversed(rows) if row.get("stages_s")), None)
+    if split:
+        lines += ["", f"## Where the time went: {split['notebook']}, {split['configuration']}", "",
+                  "| stage | seconds | share |", "|---|---|---|"]
+        total = sum(split["stages_s"].values())
+        lines += [f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |" for stage, seconds in split["stages_s"].items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Execute the course's notebooks headless and summarise the results.")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<date-time>)")
@@ -157,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S, metavar="SECONDS",
                         help=f"stop a cell that runs longer and go on with the next notebook "
                              f"(default {DEFAULT_CELL_TIMEOUT_S}; 0: no limit)")
+    parser.add_argument("--results-dir", type=Path, metavar="DIR",
+                        help="also write DIR/<device>-<date>.md, the run's measurements to commit (e.g. results)")
     args = parser.parse_args(argv)
 
     from helpers.loading import resolve_checkpoint
 
+    asked_for = settings.model_id()  # as the reader named it ("full-size"), before it becomes a folder
     try:
         model = resolve_checkpoint(None)
     except CourseError as error:
@@ -180,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         write_summary(run_dir)
         return 130
     print(f"Summary: {write_summary(run_dir, failures)}")
+    if args.results_dir:
+        command = "python -m helpers.run_course " + " ".join(argv if argv is not None else sys.argv[1:])
+        written = write_results_file(run_dir, args.results_dir, failures, f"AUDIOLDM2_MODEL={asked_for} {command}")
+        print(f"Results file: {written or 'none (nothing was measured)'}")
     for name, error in failures.items():
         print(f"{name} failed: {error} (open {run_dir / name} to see where)", file=sys.stderr)
     return 1 if failures else 0

@@ -86,3 +86,24 @@ def test_an_error_of_the_runner_itself_says_where_it_was_raised(tmp_path, monkey
     assert f"test_run_course.py:{execute_fails.__code__.co_firstlineno + 1}" in failure
     assert "the whole traceback is in 01_one.error.txt" in failure
     assert "in execute_fails" in (run / "01_one.error.txt").read_text()
+
+
+def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(tmp_path, monkeypatch):
+    for name in ("AUDIOLDM2_MODEL", "AUDIOLDM2_RESULTS"):  # main() sets them; restore them afterwards
+        monkeypatch.setenv(name, __import__("os").environ[name])
+    gpu_command = (run_course.NOTEBOOKS_DIR.parent / "scripts" / "gpu.sh").read_text()
+    assert "--only 05 08 --results-dir results" in gpu_command and "full-size" in gpu_command
+    results = tmp_path / "results"
+    assert run_course.main(["--out", str(tmp_path / "run"), "--only", "08", "--results-dir", str(results)]) == 0
+    [written] = results.glob("*.md")
+    assert written.name.startswith("cpu-") and written.name.endswith(".md")  # cpu-2-cores-x86-64-<date>.md here
+    text = written.read_text()
+    assert "- command: `AUDIOLDM2_MODEL=" in text and "--only 08 --results-dir" in text
+    assert "## 08_summary" in text and "| configuration | dtype | steps |" in text
+    assert "fixed_s | per_step_s | peak_allocated_gib | peak_memory_gib |" in text
+    assert "1. float32, DDIM 2, classic attention" in text and "6. + DPM-Solver++ 2 steps" in text
+    assert "## Where the time went: 08_summary, 6. + DPM-Solver++ 2 steps" in text
+    assert "| UNet |" in text and "| GPT-2 |" in text and "| everything else |" in text
+    assert "SMOKE RUN" in text
+    # A second run the same day on the same device keeps the first file.
+    assert run_course.write_results_file(tmp_path / "run", results, {}, "again").name.endswith("-2.md")

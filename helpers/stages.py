@@ -1,0 +1,102 @@
+"""Where one generation's time goes: the text encoders, GPT-2, the UNet loop, the VAE and the vocoder.
+
+Once the UNet is fast (half precision, torch.compile, 20 steps instead of 200), the parts that run once per clip
+can be most of what is left, and no optimisation of the UNet can remove them (Amdahl's law). To see it we time
+every call of each part: a forward hook before and after it, with a synchronise, so that GPU work queued by
+the part is counted to it. The hooks cost a little time of their own; use the split for shares, and
+:func:`helpers.measure` for the clip's time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import reduce
+
+import torch
+
+from helpers.timing import Clock, synchronize
+
+# stage -> the pipeline's modules whose calls make it. Some are not the component itself: the pipeline calls
+# CLAP's get_text_features (its text model, then its projection) and the VAE's decode (post_quant_conv, then
+# the decoder), never their forward.
+STAGES = {
+    "CLAP text encoder": ("text_encoder.text_model", "text_encoder.text_projection"),
+    "T5 text encoder": ("text_encoder_2",),
+    "projection": ("projection_model",),
+    "GPT-2": ("language_model",),
+    "UNet": ("unet",),
+    "VAE decoder": ("vae.post_quant_conv", "vae.decoder"),
+    "vocoder": ("vocoder",),
+}
+
+
+@dataclass
+class StageTimes:
+    """Seconds and calls per stage in one generation, and that generation's whole time."""
+
+    seconds: dict[str, float]
+    calls: dict[str, int]
+    total_s: float
+    steps: int | None = None  # denoising steps, for the per-step cost
+    device: str = field(default="cpu")
+
+    @property
+    def other_s(self) -> float:
+        """What no stage accounts for: the scheduler, the pipeline's Python, tokenisers, copies."""
+        return max(self.total_s - sum(self.seconds.values()), 0.0)
+
+    @property
+    def fixed_s(self) -> float:
+        """Everything but the UNet loop: what fewer or faster steps cannot remove."""
+        return self.total_s - self.seconds["UNet"]
+
+    def __str__(self) -> str:
+        lines = [f"{'stage':18} {'calls':>5} {'seconds':>9} {'share':>6}"]
+        for stage, seconds in [*self.seconds.items(), ("everything else", self.other_s)]:
+            calls = f"{self.calls[stage]:5d}" if stage in self.calls else " " * 5
+            lines.append(f"{stage:18} {calls} {seconds:9.3f} {seconds / self.total_s:6.1%}")
+        lines.append(f"{'one generation':18} {'':5} {self.total_s:9.3f} [{self.device}]")
+        if self.steps:
+            lines.append(f"UNet per step {self.seconds['UNet'] / self.steps:.4f} s; fixed part {self.fixed_s:.3f} s")
+        return "\n".join(lines)
+
+
+def time_stages(pipe, generate: Callable[[], object], device: torch.device | str, *, steps: int | None = None,
+                clock: Clock = time.perf_counter) -> StageTimes:
+    """Call ``generate()`` once with every stage's modules timed; returns a :class:`StageTimes`.
+
+    ``generate`` must use ``pipe`` (its modules carry the hooks while it runs). ``clock`` is there for tests.
+    """
+    seconds = {stage: 0.0 for stage in STAGES}
+    calls = {stage: 0 for stage in STAGES}
+    started: dict[int, float] = {}
+    handles = []
+
+    def before(module, args):
+        synchronize(device)
+        started[id(module)] = clock()
+
+    def after_for(stage: str, counts: bool):
+        def after(module, args, output):
+            synchronize(device)
+            seconds[stage] += clock() - started.pop(id(module))
+            calls[stage] += counts  # a stage made of two modules in a row counts one call
+        return after
+
+    for stage, names in STAGES.items():
+        for index, name in enumerate(names):
+            module = reduce(getattr, name.split("."), pipe)
+            handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(after_for(stage, counts=index == 0)))
+    try:
+        synchronize(device)
+        start = clock()
+        generate()
+        synchronize(device)
+        total_s = clock() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+    return StageTimes(seconds, calls, total_s, steps=steps, device=str(torch.device(device)))
