@@ -193,6 +193,7 @@ def load_pipeline(
     *,
     torch_dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
+    cpu_offload: bool = False,
 ):
     """Load an ``AudioLDM2Pipeline`` that runs on today's libraries, on ``device``, in ``torch_dtype``.
 
@@ -203,12 +204,19 @@ def load_pipeline(
 
     ``torch_dtype`` keeps the name most tutorials use; diffusers 0.42 and transformers 5 call the same
     argument ``dtype`` (the old name still works, with a FutureWarning), so that is what we pass on.
+
+    ``cpu_offload=True``: the low-memory recipe. The weights stay in host memory and
+    ``pipe.enable_model_cpu_offload(device=device)`` brings each model to the GPU as it runs (notebook 07), so
+    half precision is allowed: the GPU computes, even though the weights are loaded on the CPU.
     """
     from diffusers import AudioLDM2Pipeline
     from transformers import GPT2LMHeadModel
 
     device = check_device(device)
-    check_dtype(torch_dtype, device)
+    check_dtype(torch_dtype, device)  # the device that computes, also when the weights wait in host memory
+    if cpu_offload and device.type == "cpu":
+        raise NoGPUError("cpu_offload=True keeps the weights in host memory and moves each model to a GPU as it "
+                         "runs; there is no GPU here, so there is nothing to offload to. Leave cpu_offload off.")
     model_id = resolve_checkpoint(model_id)
     try:
         language_model = GPT2LMHeadModel.from_pretrained(model_id, subfolder="language_model", dtype=torch_dtype)
@@ -220,4 +228,7 @@ def load_pipeline(
             ) from None
         raise NoNetworkError(f"Loading {model_id} failed while fetching files: {error}\n{OFFLINE_HELP}") from None
     pipe.set_progress_bar_config(disable=True)  # our timings print their own progress
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+        return pipe
     return pipe.to(device)

@@ -127,3 +127,23 @@ def test_half_precision_runs_on_the_gpus_that_compute_it(monkeypatch):
         assert loading.half_precision_runs_here("cuda") is True
         assert loading.half_precision_runs_here("cuda", torch.bfloat16) is native_bf16
     assert loading.half_precision_runs_here("mps") and not loading.half_precision_runs_here("mps", torch.bfloat16)
+
+
+def test_offload_loads_half_precision_in_host_memory_for_the_gpu(tiny_checkpoint, monkeypatch):
+    # The usual low-memory recipe: float16 weights wait in host memory, the GPU computes. No GPU here, so the
+    # device check answers "cuda" and the offload call is recorded instead of made.
+    from diffusers import AudioLDM2Pipeline
+
+    monkeypatch.delenv("AUDIOLDM2_TESTS_HALF_ON_CPU")  # a reader's machine
+    monkeypatch.setattr(loading, "check_device", lambda device: torch.device("cuda"))
+    offloaded_to = []
+    monkeypatch.setattr(AudioLDM2Pipeline, "enable_model_cpu_offload",
+                        lambda pipe, device: offloaded_to.append(torch.device(device)))
+    pipe = loading.load_pipeline(tiny_checkpoint, torch_dtype=torch.float16, device="cuda", cpu_offload=True)
+    assert offloaded_to == [torch.device("cuda")]
+    assert pipe.unet.dtype == torch.float16 and pipe.unet.device.type == "cpu"  # waits in host memory
+
+
+def test_offload_without_a_gpu_says_there_is_nothing_to_offload_to(tiny_checkpoint):
+    with pytest.raises(NoGPUError, match="nothing to offload to"):
+        loading.load_pipeline(tiny_checkpoint, device="cpu", cpu_offload=True)
