@@ -6,7 +6,10 @@ these variables do.
 
 * ``AUDIOLDM2_MODEL``: which checkpoint to load: a hub id, a local folder, or ``tiny`` / ``full-size``
   for a random-weights checkpoint the course builds itself (offline).
-* ``AUDIOLDM2_SMOKE=1``: cap steps and audio lengths so the whole course runs on a CPU in minutes.
+* ``AUDIOLDM2_SMOKE=1``: cap steps and audio lengths so the whole course runs on a CPU in minutes; a check
+  that the code runs, not a measurement.
+* ``AUDIOLDM2_FULL=1``: on a machine without a CUDA GPU, keep the blog's steps and lengths (hours per notebook)
+  instead of the CPU profile (see :func:`cpu_profile`).
 * ``AUDIOLDM2_RESULTS``: the results log every notebook appends its measurements to.
 """
 
@@ -42,6 +45,11 @@ NEGATIVE_PROMPT = "Low quality, average quality."
 SEED = 0
 AUDIO_LENGTH_S = 10.24  # 1024 mel frames: the length the model was trained on
 
+FULL_ENV = "AUDIOLDM2_FULL"
+# The CPU profile: clips this many times shorter, and from 10 steps up this many times fewer steps.
+CPU_AUDIO_DIVISOR = 4
+CPU_STEPS_DIVISOR = 5
+
 # In smoke mode: at most this many denoising steps and seconds of audio per generation.
 SMOKE_MAX_STEPS = 2
 SMOKE_MAX_AUDIO_S = 2.56
@@ -62,14 +70,35 @@ def smoke_mode() -> bool:
     return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cpu_profile() -> bool:
+    """True without a CUDA GPU (and not in smoke mode, nor with ``AUDIOLDM2_FULL=1``): measure at smaller settings.
+
+    At the blog's settings a CPU takes most of an hour per notebook with the real model. The CPU profile makes
+    every clip 4 times shorter and every step count of 10 or more 5 times smaller (DDIM 200 -> 40, DPM-Solver
+    20 -> 4: the same ratio), so that each notebook measures for real in minutes, and its comparisons keep
+    their meaning. An Apple GPU counts as no CUDA GPU here: it is slower than the GPUs the blog's settings suit.
+    """
+    if smoke_mode() or os.environ.get(FULL_ENV, "") == "1":
+        return False
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def steps(wanted: int) -> int:
-    """``wanted`` denoising steps, or fewer in smoke mode."""
-    return min(wanted, SMOKE_MAX_STEPS) if smoke_mode() else wanted
+    """``wanted`` denoising steps; fewer in smoke mode, and in the CPU profile from 10 steps up."""
+    if smoke_mode():
+        return min(wanted, SMOKE_MAX_STEPS)
+    if cpu_profile() and wanted >= 10:
+        return max(2, round(wanted / CPU_STEPS_DIVISOR))
+    return wanted
 
 
 def audio_seconds(wanted: float) -> float:
-    """``wanted`` seconds of audio, or fewer in smoke mode."""
-    return min(wanted, SMOKE_MAX_AUDIO_S) if smoke_mode() else wanted
+    """``wanted`` seconds of audio; fewer in smoke mode and in the CPU profile."""
+    if smoke_mode():
+        return min(wanted, SMOKE_MAX_AUDIO_S)
+    return wanted / CPU_AUDIO_DIVISOR if cpu_profile() else wanted
 
 
 def repeats(wanted: int) -> int:
@@ -84,6 +113,10 @@ def results_path() -> Path:
 
 def smoke_banner() -> str:
     """A line every notebook prints, so that nobody mistakes a smoke run for a measurement."""
+    if cpu_profile():
+        return (f"CPU PROFILE (no CUDA GPU): clips {CPU_AUDIO_DIVISOR}x shorter and {CPU_STEPS_DIVISOR}x fewer steps "
+                "than the text says (from 10 steps up), so that this notebook measures in minutes; the ratios it "
+                f"compares are kept. {FULL_ENV}=1 restores the blog's settings (hours on a CPU).")
     if not smoke_mode():
         return "Full run: steps and audio lengths as the text says."
     return (

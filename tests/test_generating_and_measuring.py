@@ -94,3 +94,29 @@ def test_explained_cleans_up_before_it_describes_and_lets_other_errors_through()
     with pytest.raises(KeyError):
         with errors.explained(lambda e: isinstance(e, MemoryError), describe, errors.DoesNotFitError):
             raise KeyError("not ours")
+
+
+def test_the_cpu_profile_measures_at_smaller_settings_that_keep_the_lessons_ratios(monkeypatch):
+    from helpers import settings
+
+    monkeypatch.delenv("AUDIOLDM2_SMOKE")
+    monkeypatch.delenv("AUDIOLDM2_FULL", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # a laptop
+    assert settings.cpu_profile()
+    assert (settings.steps(200), settings.steps(20)) == (40, 4)  # DDIM to DPM-Solver: still 10 to 1
+    assert [settings.steps(n) for n in (3, 9, 10, 25, 50)] == [3, 9, 2, 5, 10]
+    assert settings.audio_seconds(10.24) == 2.56 and settings.audio_seconds(40.96) == 10.24
+    assert settings.repeats(3) == 3  # real measurements: a median, not one run
+    assert settings.smoke_banner().startswith("CPU PROFILE") and "AUDIOLDM2_FULL=1 restores" in settings.smoke_banner()
+
+    monkeypatch.setenv("AUDIOLDM2_FULL", "1")  # the blog's settings, on purpose
+    assert not settings.cpu_profile() and settings.steps(200) == 200 and settings.audio_seconds(10.24) == 10.24
+
+    monkeypatch.delenv("AUDIOLDM2_FULL")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # a CUDA GPU: the text's settings
+    assert not settings.cpu_profile() and settings.steps(200) == 200
+    assert settings.smoke_banner() == "Full run: steps and audio lengths as the text says."
+
+    monkeypatch.setenv("AUDIOLDM2_SMOKE", "1")  # smoke mode wins everywhere
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert not settings.cpu_profile() and settings.steps(200) == 2
