@@ -16,11 +16,14 @@ stay in the notebooks, in plain diffusers and torch calls. One module per concer
 * ``generating``: ``generate``, the pipeline's call from seeded noise.
 * ``measuring``: ``measure``, time and peak memory of a generation, logged.
 * ``timing``, ``memory``: wall-clock time a GPU cannot fool; peak memory; out-of-memory explained.
+* ``stages``: where one generation's time goes (text encoders, GPT-2, UNet, VAE, vocoder).
 * ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled.
 * ``results``: the log every measurement is appended to, read back as a table.
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
 * ``environment``: versions, device, and known problems. ``errors``: the course's errors.
 * ``blog``: the figures the blog reports, quoted.
+* ``run_course``: the course run headless (and the GPU command's results file); ``repository``: the course's
+  GitHub address, spelled out in every badge and install cell.
 """
 
 from helpers import blog, compiling, errors, memory, settings
