@@ -84,7 +84,7 @@ def record(
         "peak_memory_gib": memory.peak_gib if memory else None,
         "peak_allocated_gib": memory.gpu_allocated / GIB if memory and memory.gpu_allocated is not None else None,
         "fixed_s": stages.fixed_s if stages else None,
-        "per_step_s": stages.seconds["UNet"] / steps if stages and steps else None,
+        "per_step_s": stages.per_step_s if stages else None,
         "stages_s": {**stages.seconds, "everything else": stages.other_s} if stages else None,
         "model_id": model_id,
         "checkpoint_kind": describe_checkpoint(model_id).kind,

@@ -3,15 +3,15 @@
 Once the UNet is fast (half precision, torch.compile, 20 steps instead of 200), the parts that run once per clip
 can be most of what is left, and no optimisation of the UNet can remove them (Amdahl's law). To see it we time
 every call of each part: a forward hook before and after it, with a synchronise, so that GPU work queued by
-the part is counted to it. The hooks cost a little time of their own; use the split for shares, and
-:func:`helpers.measure` for the clip's time.
+the part is counted to it (notebook 06 writes this out for the UNet alone). The hooks cost a little time of
+their own; use the split for shares, and :func:`helpers.measure` for the clip's time.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 
 import torch
@@ -40,12 +40,17 @@ class StageTimes:
     calls: dict[str, int]
     total_s: float
     steps: int | None = None  # denoising steps, for the per-step cost
-    device: str = field(default="cpu")
+    device: str = "cpu"
 
     @property
     def other_s(self) -> float:
         """What no stage accounts for: the scheduler, the pipeline's Python, tokenisers, copies."""
         return max(self.total_s - sum(self.seconds.values()), 0.0)
+
+    @property
+    def per_step_s(self) -> float | None:
+        """The UNet loop's seconds per denoising step (None when the step count is not known)."""
+        return self.seconds["UNet"] / self.steps if self.steps else None
 
     @property
     def fixed_s(self) -> float:
@@ -58,8 +63,8 @@ class StageTimes:
             calls = f"{self.calls[stage]:5d}" if stage in self.calls else " " * 5
             lines.append(f"{stage:18} {calls} {seconds:9.3f} {seconds / self.total_s:6.1%}")
         lines.append(f"{'one generation':18} {'':5} {self.total_s:9.3f} [{self.device}]")
-        if self.steps:
-            lines.append(f"UNet per step {self.seconds['UNet'] / self.steps:.4f} s; fixed part {self.fixed_s:.3f} s")
+        if self.per_step_s is not None:
+            lines.append(f"UNet per step {self.per_step_s:.4f} s; fixed part {self.fixed_s:.3f} s")
         return "\n".join(lines)
 
 
