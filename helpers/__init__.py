@@ -16,7 +16,10 @@ stay in the notebooks, in plain diffusers and torch calls. One module per concer
 * ``generating``: ``generate``, the pipeline's call from seeded noise.
 * ``measuring``: ``measure``, time and peak memory of a generation, logged.
 * ``timing``, ``memory``: wall-clock time a GPU cannot fool; peak memory; out-of-memory explained.
-* ``stages``: where one generation's time goes (text encoders, GPT-2, UNet, VAE, vocoder).
+* ``stages``: where one generation's time goes (text encoders, GPT-2, UNet, VAE, vocoder), and its profile;
+  ``flops``: each stage's operations against the device's peak (notebook 09).
+* ``prompts``, ``fusing``, ``deep_cache``: beyond the blog (notebook 10): both prompts encoded in one batch,
+  QKV projections fused, the UNet's deep features reused between steps.
 * ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled.
 * ``results``: the log every measurement is appended to, read back as a table.
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
@@ -26,21 +29,22 @@ stay in the notebooks, in plain diffusers and torch calls. One module per concer
   GitHub address, spelled out in every badge and install cell.
 """
 
-from helpers import blog, compiling, errors, memory, settings
+from helpers import blog, compiling, deep_cache, errors, flops, fusing, memory, prompts, recipe, settings, stages
 from helpers.checkpoints import describe_checkpoint
 from helpers.environment import environment_report
 from helpers.generating import generate
-from helpers.listening import compare, play, save_wav
+from helpers.listening import clap_score, compare, play, save_wav
 from helpers.loading import default_device, load_pipeline, resolve_checkpoint
 from helpers.measuring import measure, note_if_smoke, say_how_long
 from helpers.memory import peak_memory
-from helpers.plots import plot_clips, plot_spectrogram, plot_speedups, spectral_distance
+from helpers.plots import plot_clips, plot_spectrogram, plot_speedups, plot_stages, spectral_distance
 from helpers.session import setup
 from helpers.timing import estimate_step_costs, synchronize, time_once, time_runs
 
 __all__ = [
-    "blog", "compare", "compiling", "default_device", "describe_checkpoint", "environment_report", "errors",
-    "estimate_step_costs", "generate", "load_pipeline", "measure", "memory", "note_if_smoke", "peak_memory", "play",
-    "plot_clips", "plot_spectrogram", "plot_speedups", "resolve_checkpoint", "save_wav", "say_how_long", "settings",
-    "setup", "spectral_distance", "synchronize", "time_once", "time_runs",
+    "blog", "clap_score", "compare", "compiling", "deep_cache", "default_device", "describe_checkpoint",
+    "environment_report", "errors", "estimate_step_costs", "flops", "fusing", "generate", "load_pipeline", "measure",
+    "memory", "note_if_smoke", "peak_memory", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_stages",
+    "prompts", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance",
+    "stages", "synchronize", "time_once", "time_runs",
 ]

@@ -75,3 +75,23 @@ def save_wav(audio, path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE)
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, as_mono(audio), sampling_rate, subtype="PCM_16")
     return path
+
+
+def clap_score(pipe, audio, prompt: str, sampling_rate: int = SAMPLING_RATE) -> float:
+    """How well ``audio`` matches ``prompt`` for the pipeline's own CLAP model: the cosine of their embeddings.
+
+    The pipeline uses the same model to rank several waveforms (``num_waveforms_per_prompt``). Higher is closer;
+    it only means something with real weights (with random ones it is noise around 0).
+    """
+    import librosa
+    import torch
+
+    clap, extractor = pipe.text_encoder, pipe.feature_extractor
+    waveform = librosa.resample(as_mono(audio).astype(np.float32), orig_sr=sampling_rate,
+                                target_sr=extractor.sampling_rate)
+    features = extractor([waveform], sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+    text = pipe.tokenizer([prompt], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        output = clap(input_ids=text.input_ids.to(clap.device), attention_mask=text.attention_mask.to(clap.device),
+                      input_features=features.to(clap.device, clap.dtype))
+    return float(torch.nn.functional.cosine_similarity(output.text_embeds, output.audio_embeds).item())

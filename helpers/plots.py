@@ -91,3 +91,24 @@ def plot_speedups(labels: list[str], seconds: list[float], title: str = "Latency
     ax.set_xlim(0, max(seconds) * 1.45)
     fig.tight_layout()
     return fig
+
+
+def plot_stages(stage_times: dict, title: str = "Where one generation's time goes"):
+    """Stacked bars: for each label, the seconds of each stage of a :class:`helpers.stages.StageTimes`."""
+    import matplotlib.pyplot as plt
+
+    labels = list(stage_times)
+    stages = [*next(iter(stage_times.values())).seconds, "everything else"]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(labels)))
+    left = np.zeros(len(labels))
+    for stage in stages:
+        widths = np.array([times.other_s if stage == "everything else" else times.seconds[stage]
+                           for times in stage_times.values()])
+        ax.barh(labels, widths, left=left, label=stage)
+        left += widths
+    ax.set_xlabel("seconds (each stage synchronised)")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize="small")
+    fig.tight_layout()
+    return ax

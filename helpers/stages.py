@@ -105,3 +105,41 @@ def time_stages(pipe, generate: Callable[[], object], device: torch.device | str
         for handle in handles:
             handle.remove()
     return StageTimes(seconds, calls, total_s, steps=steps, device=str(torch.device(device)))
+
+
+def profile_stages(pipe, generate: Callable[[], object], device: torch.device | str, trace_path=None):
+    """Run ``generate()`` once under ``torch.profiler``, each stage's calls marked as a named range.
+
+    Returns the profiler; ``.key_averages()`` tables it. ``trace_path``: also write a trace that
+    ``chrome://tracing`` or https://ui.perfetto.dev opens, every kernel on a time line under its stage.
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    activities = [ProfilerActivity.CPU]
+    if torch.device(device).type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    ranges: dict[int, list] = {}
+    handles = []
+
+    def before_for(stage: str):
+        def before(module, args):
+            ranges.setdefault(id(module), []).append(record_function(stage).__enter__())
+        return before
+
+    def after(module, args, output):
+        ranges[id(module)].pop().__exit__(None, None, None)
+
+    for stage, names in STAGES.items():
+        for name in names:
+            module = reduce(getattr, name.split("."), pipe)
+            handles += [module.register_forward_pre_hook(before_for(stage)), module.register_forward_hook(after)]
+    try:
+        with profile(activities=activities) as profiler:
+            generate()
+            synchronize(device)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if trace_path is not None:
+        profiler.export_chrome_trace(str(trace_path))
+    return profiler

@@ -52,7 +52,7 @@ def test_notebooks_call_the_helpers_qualified_and_never_a_private_name(number):
     assert not re.search(r"\bh\.(\w+\.)*_\w", code), "a private name of the helpers"
 
 
-@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07", "08"])
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10"])
 def test_every_lesson_after_00_starts_with_the_one_setup_call(number):
     assert "h.setup(" in _code(NOTEBOOKS[number])
 
@@ -60,7 +60,7 @@ def test_every_lesson_after_00_starts_with_the_one_setup_call(number):
 @pytest.mark.parametrize("function, number", [
     (h.setup, "00"), (h.load_pipeline, "00"),
     (h.generate, "01"), (h.time_once, "01"), (h.time_runs, "01"), (h.measure, "01"),
-    (h.peak_memory, "07"),
+    (h.peak_memory, "07"), (h.flops.stage_flops, "09"), (h.fusing.fuse_qkv, "10"), (h.prompts.encode_prompts, "10"),
 ])
 def test_each_helper_is_shown_where_it_is_taught_and_the_copy_shown_is_the_code(function, number):
     """The committed output (what GitHub and Colab show before a run) is the helper's source as it is now."""
