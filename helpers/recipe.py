@@ -23,9 +23,14 @@ def cpu_has_fast_bfloat16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def autocast_for(device: torch.device | str):
-    """bfloat16 autocast on a CPU that computes it fast; nothing anywhere else (a GPU already runs float16)."""
-    if torch.device(device).type == "cpu" and cpu_has_fast_bfloat16():
+def bfloat16_autocast_pays(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """True for a float32 pipeline on a CPU that computes bfloat16 fast (a GPU runs float16 instead)."""
+    return torch.device(device).type == "cpu" and dtype == torch.float32 and cpu_has_fast_bfloat16()
+
+
+def autocast_for(device: torch.device | str, dtype: torch.dtype):
+    """bfloat16 autocast where :func:`bfloat16_autocast_pays`; a context that does nothing anywhere else."""
+    if bfloat16_autocast_pays(device, dtype):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -35,18 +40,19 @@ def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
 
     Everywhere: both prompts encoded in one batch. On a CUDA GPU: the VAE decoder and the vocoder compiled too
     (default mode: with CUDA graphs they fail). Elsewhere: the UNet's deep features reused every other step.
-    Wrap the generation in :func:`autocast_for` for the CPU's bfloat16.
+    Wrap the generation in ``autocast_for(device, pipe.dtype)`` for the CPU's bfloat16.
     """
     device = torch.device(device)
     batch_prompt_encoding(pipe)
     changes = ["prompts in one batch"]
     if device.type == "cuda":
-        pipe.vae.decoder = torch.compile(pipe.vae.decoder, fullgraph=True)
-        pipe.vocoder = torch.compile(pipe.vocoder, fullgraph=True)
+        if not hasattr(pipe.vae.decoder, "_orig_mod"):  # not compiled yet (notebook 10 may have done it)
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, fullgraph=True)
+            pipe.vocoder = torch.compile(pipe.vocoder, fullgraph=True)
         changes.append("VAE decoder and vocoder compiled")
     else:
         apply_deep_cache(pipe.unet, interval=2)
         changes.append("deep features reused every 2nd step")
-        if device.type == "cpu" and cpu_has_fast_bfloat16():
+        if bfloat16_autocast_pays(device, pipe.dtype):
             changes.append("bfloat16 autocast")
     return changes

@@ -102,7 +102,7 @@ def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(
     assert "## 08_summary" in text and "| configuration | dtype | steps |" in text
     assert "fixed_s | per_step_s | peak_allocated_gib | peak_memory_gib |" in text
     assert "1. float32, DDIM 2, classic attention" in text and "6. + DPM-Solver++ 2 steps" in text
-    assert "## Where the time went: 08_summary, 6. + DPM-Solver++ 2 steps" in text
+    assert "7. beyond the blog" in text and "## Where the time went: 08_summary, 7. beyond the blog" in text
     assert "| UNet |" in text and "| GPT-2 |" in text and "| everything else |" in text
     assert "SMOKE RUN" in text
     # A second run the same day on the same device keeps the first file.
