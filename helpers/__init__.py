@@ -6,8 +6,9 @@
               num_inference_steps=200, audio_length_in_s=10.24)
 
 Each function is explained in the notebook that teaches it (00 for ``setup`` and ``load_pipeline``, 01 for
-``generate``, ``measure`` and the timing below them, 07 for ``peak_memory``); the optimisations themselves
-stay in the notebooks, in plain diffusers and torch calls. One module per concern:
+``generate``, ``measure`` and the timing below them, 07 for ``peak_memory``, 09 for ``flops.stage_flops``, 10 for
+``fusing.fuse_qkv`` and ``prompts.encode_prompts``); the blog's optimisations stay in the notebooks, in plain
+diffusers and torch calls, and notebook 10's longer techniques live here, one module each. One module per concern:
 
 * ``settings``: which model, smoke mode, where results go (environment variables), the blog's prompt.
 * ``session``: ``setup``, what every notebook does first.
@@ -25,6 +26,8 @@ stay in the notebooks, in plain diffusers and torch calls. One module per concer
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
 * ``environment``: versions, device, and known problems. ``errors``: the course's errors.
 * ``blog``: the figures the blog reports, quoted.
+* ``jobs``: a job of many clips (prompts files, stable names, a manifest, resuming), for the command
+  ``python -m helpers.generate`` (notebook 11).
 * ``run_course``: the course run headless (and the GPU command's results file); ``repository``: the course's
   GitHub address, spelled out in every badge and install cell.
 """

@@ -42,6 +42,10 @@ class DoesNotFitError(CourseError):
     """A generation did not fit in the device's memory (torch raised its ``OutOfMemoryError``)."""
 
 
+class BadJobError(CourseError):
+    """A job of many clips that cannot start: an unreadable or empty prompts file, a blank prompt, a bad folder."""
+
+
 class CompileUnavailableError(CourseError):
     """``torch.compile`` cannot run on this machine (no compiler, unsupported GPU or platform)."""
 

@@ -52,7 +52,7 @@ def test_notebooks_call_the_helpers_qualified_and_never_a_private_name(number):
     assert not re.search(r"\bh\.(\w+\.)*_\w", code), "a private name of the helpers"
 
 
-@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10"])
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"])
 def test_every_lesson_after_00_starts_with_the_one_setup_call(number):
     assert "h.setup(" in _code(NOTEBOOKS[number])
 
