@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import reduce
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers.stages import STAGES
+from helpers.stages import STAGES, stage_modules
 from helpers.timing import synchronize
 
 
@@ -38,10 +37,8 @@ def stage_flops(pipe, generate: Callable[[], object]) -> dict[str, float]:
             flops[stage] += counter.get_total_flops() - entered.pop(id(module))
         return after
 
-    for stage, names in STAGES.items():
-        for name in names:
-            module = reduce(getattr, name.split("."), pipe)
-            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after_for(stage))]
+    for stage, _, module in stage_modules(pipe):
+        handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after_for(stage))]
     try:
         with counter:
             generate()

@@ -10,7 +10,7 @@ their own; use the split for shares, and :func:`helpers.measure` for the clip's 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import reduce
 
@@ -30,6 +30,13 @@ STAGES = {
     "VAE decoder": ("vae.post_quant_conv", "vae.decoder"),
     "vocoder": ("vocoder",),
 }
+
+
+def stage_modules(pipe) -> Iterator[tuple[str, int, torch.nn.Module]]:
+    """(stage, position within the stage, module) for every module of :data:`STAGES` in ``pipe``."""
+    for stage, names in STAGES.items():
+        for index, name in enumerate(names):
+            yield stage, index, reduce(getattr, name.split("."), pipe)
 
 
 @dataclass
@@ -90,11 +97,9 @@ def time_stages(pipe, generate: Callable[[], object], device: torch.device | str
             calls[stage] += counts  # a stage made of two modules in a row counts one call
         return after
 
-    for stage, names in STAGES.items():
-        for index, name in enumerate(names):
-            module = reduce(getattr, name.split("."), pipe)
-            handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(after_for(stage, counts=index == 0)))
+    for stage, index, module in stage_modules(pipe):
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after_for(stage, counts=index == 0)))
     try:
         synchronize(device)
         start = clock()
@@ -129,10 +134,8 @@ def profile_stages(pipe, generate: Callable[[], object], device: torch.device | 
     def after(module, args, output):
         ranges[id(module)].pop().__exit__(None, None, None)
 
-    for stage, names in STAGES.items():
-        for name in names:
-            module = reduce(getattr, name.split("."), pipe)
-            handles += [module.register_forward_pre_hook(before_for(stage)), module.register_forward_hook(after)]
+    for stage, _, module in stage_modules(pipe):
+        handles += [module.register_forward_pre_hook(before_for(stage)), module.register_forward_hook(after)]
     try:
         with profile(activities=activities) as profiler:
             generate()
