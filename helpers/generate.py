@@ -8,9 +8,10 @@ CPU, through gloo.)
 
 PROMPTS.txt holds one prompt per line (or a .csv / .jsonl with prompt, negative_prompt, seed, length). Each
 clip becomes DIR/<name>.wav, named after what makes it, and DIR/manifest.jsonl lists them all. Run it again and
-it makes only what is missing (:mod:`helpers.jobs` says how). Under ``accelerate launch`` each process takes its
-share of the clips (``PartialState.split_between_processes``); on several machines, the same command with
-another ``accelerate config``.
+it makes only what is missing (:mod:`helpers.jobs` says how). Before it writes anything, it measures how memory
+grows with the clip's length and stops with one line if the longest clip would not fit (:func:`check_memory`).
+Under ``accelerate launch`` each process takes its share of the clips (``PartialState.split_between_processes``);
+on several machines, the same command with another ``accelerate config``.
 
 Run it with ``python -m``; do not import it (``import helpers.generate`` would hide ``helpers.generate``, the
 function). Its parts are in :mod:`helpers.jobs`.
@@ -19,6 +20,8 @@ function). Its parts are in :mod:`helpers.jobs`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import time
 
@@ -27,7 +30,7 @@ if __name__ != "__main__":
                       "Its functions are in helpers.jobs; helpers.generate is the course's generate function.")
 
 from helpers import settings  # noqa: E402
-from helpers.errors import BadJobError, CourseError  # noqa: E402
+from helpers.errors import BadJobError, CourseError, DoesNotFitError  # noqa: E402
 from helpers.jobs import check_output_folder, finished, read_clips, save_clip, write_manifest  # noqa: E402
 from helpers.listening import SAMPLING_RATE  # noqa: E402
 
@@ -80,6 +83,37 @@ def _make(pipe, batch: list, args: argparse.Namespace) -> list:
     return list(output.audios[:: args.waveforms_per_prompt])  # the pipeline put each prompt's best first
 
 
+def check_memory(pipe, device, todo: list, batch_size: int, args: argparse.Namespace) -> str:
+    """One line on how long a clip fits here; raises DoesNotFitError, before anything is written, if one does not.
+
+    Two short one-step calls of a whole batch draw the line (:func:`helpers.memory.fit_memory_line`); a clip
+    that would not fit is never tried, since on a CPU the operating system kills a process that runs out of
+    memory instead of raising an error.
+    """
+    from helpers.memory import explain_out_of_memory, fit_memory_line, peak_memory, room_for_peak_gib
+
+    batch = todo[:batch_size]
+    trial_args = argparse.Namespace(**{**vars(args), "steps": 1})
+
+    def peak_gib_at(length_s: float) -> float:
+        with explain_out_of_memory(device, what=f"A one-step trial of {length_s} s"), peak_memory(device) as peak:
+            _make(pipe, [dataclasses.replace(clip, audio_length_in_s=length_s) for clip in batch], trial_args)
+        return peak.peak_gib
+
+    waveforms = len(batch) * args.waveforms_per_prompt
+    processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # set by torchrun, under accelerate launch
+    line = fit_memory_line(peak_gib_at, lambda: room_for_peak_gib(device, processes_here),
+                           least_per_second_gib=waveforms * 4 * SAMPLING_RATE / 2**30)  # the float32 waveform
+    longest = max(clip.audio_length_in_s for clip in todo)
+    if not line.fits(longest):
+        raise DoesNotFitError(
+            f"a {longest:g} s clip does not fit in memory here: {waveforms} waveform(s) per call need about "
+            f"{line.needs_gib(longest):,.1f} GiB and {device} has about {line.room_gib:.1f} GiB for this process. "
+            f"The largest length that fits is about {line.largest_length_s():,.1f} s: ask for that or less "
+            "(--length, or the length column), or lower --batch-size / --waveforms-per-prompt.")
+    return f"memory per call of {waveforms} waveform(s): {line}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -98,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from accelerate import PartialState
+    from accelerate.utils import gather_object
     from diffusers import DPMSolverMultistepScheduler
     from tqdm.auto import tqdm
 
@@ -115,20 +150,25 @@ def main(argv: list[str] | None = None) -> int:
               "dtype": str(dtype).removeprefix("torch."), "waveforms_per_prompt": args.waveforms_per_prompt}
     names = {clip: clip.file_name(recipe) for clip in clips}
     batch_size = 1 if args.waveforms_per_prompt > 1 else args.batch_size  # rank one prompt at a time
+    todo = [clip for clip in clips if names[clip] not in finished(out)]  # nothing is written before all have read
+    problem, memory = None, ""
     try:
         pipe = load_pipeline(model_id, torch_dtype=dtype, device=device)
+        pipe.set_progress_bar_config(disable=True)
+        if todo:
+            memory = "\n" + check_memory(pipe, device, todo, batch_size, args)
     except CourseError as error:
-        print(f"error: {error}", file=sys.stderr)
+        problem = str(error)
+    problems = [message for message in gather_object([problem]) if message]  # every process stops, or none
+    if problems:
+        if state.is_main_process:
+            print(f"error: {problems[0]}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    state.wait_for_everyone()  # every process sees the same finished clips
-    todo = [clip for clip in clips if names[clip] not in finished(out)]
-    state.wait_for_everyone()
     if state.is_main_process:
         print(f"{len(clips)} clips: {len(clips) - len(todo)} already made, {len(todo)} to make, "
-              f"{state.num_processes} process(es), {device}, {recipe['dtype']}, {args.steps} steps")
+              f"{state.num_processes} process(es), {device}, {recipe['dtype']}, {args.steps} steps{memory}")
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
     if args.compile or (args.compile is None and device.type == "cuda"):
         pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
     made = 0

@@ -195,3 +195,77 @@ def explain_out_of_memory(
         return f"{message}\n{OUT_OF_MEMORY_ADVICE}"
 
     return errors.explained(_is_out_of_memory, describe, errors.DoesNotFitError, reraise=reraise, clean_up=clean_up)
+
+
+# --------------------------------------------------------------------------------------------
+# How long a clip fits, asked before a long job starts
+# --------------------------------------------------------------------------------------------
+TRIAL_LENGTHS_S = (2.56, 5.12)  # two short one-step calls: a few seconds on a CPU, a fraction of one on a GPU
+MEMORY_MARGIN = 0.9  # keep a tenth free: the allocator's fragments, compiled graphs, the desktop
+
+
+@dataclass
+class MemoryLine:
+    """Peak memory of one pipeline call against clip length, ``base + per_second * length`` GiB, and the room.
+
+    Every layer that runs at the clip's resolution (the UNet's latents, the VAE decoder, the vocoder) holds
+    activations in proportion to the length; the weights and the text encoders do not. So two short trial
+    calls draw the line, and the line says how long a clip fits, without trying one that does not.
+    """
+
+    base_gib: float
+    per_second_gib: float
+    room_gib: float  # what the peak may reach on this device, for this process
+
+    def needs_gib(self, length_s: float) -> float:
+        return self.base_gib + self.per_second_gib * length_s
+
+    def fits(self, length_s: float) -> bool:
+        return self.needs_gib(length_s) <= self.room_gib
+
+    def largest_length_s(self) -> float:
+        return max(0.0, (self.room_gib - self.base_gib) / self.per_second_gib)
+
+    def __str__(self) -> str:
+        return (f"about {self.base_gib:.2f} GiB + {self.per_second_gib * 1024:.1f} MiB per second of audio, "
+                f"of {self.room_gib:.1f} GiB: up to about {self.largest_length_s():,.0f} s fits")
+
+
+def fit_memory_line(
+    peak_gib_at: Callable[[float], float],
+    room_gib: Callable[[], float],
+    least_per_second_gib: float = 0.0,
+    lengths_s: tuple[float, float] = TRIAL_LENGTHS_S,
+) -> MemoryLine:
+    """The straight line through the peaks at two lengths (``peak_gib_at(length)`` measures one).
+
+    ``room_gib()`` is read after the trials, once the weights are resident. ``least_per_second_gib`` is a floor
+    for the slope that needs no measuring (the output waveform itself): host memory readings are coarse, and a
+    slope read as zero would let any length through.
+    """
+    short, long = sorted(lengths_s)
+    peak_short, peak_long = peak_gib_at(short), peak_gib_at(long)
+    per_second = max((peak_long - peak_short) / (long - short), least_per_second_gib, 1e-9)
+    return MemoryLine(base_gib=peak_long - per_second * long, per_second_gib=per_second, room_gib=room_gib())
+
+
+def room_for_peak_gib(device: torch.device | str, processes_here: int = 1) -> float:
+    """How high this process's peak (as :class:`PeakMemory` reads it) may go on ``device``, with the margin.
+
+    CUDA: what the driver has free plus what PyTorch already holds. MPS: the Metal working set macOS
+    recommends. CPU: this process's own memory plus its share of the host's available memory (the other
+    processes of an ``accelerate launch`` on this machine need theirs).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        room = free + torch.cuda.memory_reserved(device)
+    elif device.type == "mps" and hasattr(torch.mps, "recommended_max_memory"):  # torch >= 2.5
+        room = torch.mps.recommended_max_memory()
+    else:  # a CPU, or unified memory on an older torch for MPS
+        # The weights are mapped from the checkpoint's files: those pages count in the RSS and, since the kernel
+        # can reread them, in `available` too. Count them once.
+        resident = psutil.Process().memory_info()
+        own = resident.rss - getattr(resident, "shared", 0)  # "shared" is Linux's file-backed and shared RSS
+        room = own + psutil.virtual_memory().available / max(processes_here, 1)
+    return MEMORY_MARGIN * room / GIB

@@ -15,6 +15,8 @@ from helpers.jobs import MANIFEST, RECORDS_DIR, Clip, finished, read_clips
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--steps", "2", "--length", "1.28"]
+TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
 
 
 def _command(tiny_checkpoint, *args, launcher=None, **popen):
@@ -63,6 +65,8 @@ def test_prompt_files_in_three_formats(tmp_path):
     ("length.csv", "prompt,length\na dog,-1\n", [], "more than 0 seconds"),
     ("ok.txt", "a dog\n", ["--model", "no/such-model"], "no/such-model"),
     ("ok.txt", "a dog\n", ["--batch-size", "0"], "--batch-size must be 1 or more"),
+    ("ok.txt", "a dog\n", ["--length", "1e7"], "The largest length that fits is about"),
+    ("long.csv", "prompt,length\na dog,2\nrain,1e7\n", ["--batch-size", "2"], "a 1e+07 s clip does not fit"),
 ])
 def test_bad_input_gets_one_clear_line_a_nonzero_exit_and_nothing_written(tiny_checkpoint, tmp_path, name,
                                                                           content, args, message):
@@ -88,9 +92,7 @@ def test_two_processes_make_every_clip_exactly_once_and_a_second_run_makes_none(
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"sound number {i}\n" for i in range(5)) + "sound number 0\n")  # one twice
     out = tmp_path / "out"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
-    returncode, stdout, stderr = _run(tiny_checkpoint, prompts, "--out", out, *FAST, "--cpu", launcher=launcher)
+    returncode, stdout, stderr = _run(tiny_checkpoint, prompts, "--out", out, *FAST, "--cpu", launcher=TWO_PROCESSES)
     assert returncode == 0, stderr[-3000:]
     assert "6 clips" not in stdout and "5 clips: 0 already made, 5 to make, 2 process(es)" in stdout
     manifest = _manifest(out)
@@ -102,6 +104,17 @@ def test_two_processes_make_every_clip_exactly_once_and_a_second_run_makes_none(
     returncode, stdout, _ = _run(tiny_checkpoint, prompts, "--out", out, *FAST)
     assert returncode == 0 and "5 already made, 0 to make" in stdout
     assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav")} == times
+
+
+def test_under_accelerate_launch_a_clip_too_long_stops_every_process_with_one_line(tiny_checkpoint, tmp_path):
+    (tmp_path / "p.txt").write_text("a dog\nrain\n")
+    out = tmp_path / "out"
+    returncode, _, stderr = _run(tiny_checkpoint, tmp_path / "p.txt", "--out", out, "--length", "1e7", "--cpu",
+                                 launcher=TWO_PROCESSES)
+    assert returncode != 0  # torchrun reports its children's exit code 2 in its own words
+    assert [line for line in stderr.splitlines() if line.startswith("error: ")] == [
+        next(line for line in stderr.splitlines() if "The largest length that fits is about" in line)]
+    assert not out.exists()
 
 
 def test_a_killed_job_resumed_makes_the_rest_and_nothing_twice(tiny_checkpoint, tmp_path):

@@ -98,3 +98,44 @@ def test_on_a_mac_peak_memory_reads_the_metal_counters_not_the_process_rss(monke
     assert peak.peak_gib == 5.0
     assert str(peak) == "peak GPU memory 3.00 GiB allocated, 5.00 GiB held by the Metal driver [mps]"
     assert calls[:2] == ["synchronize", "empty_cache"] and calls[-1] == "synchronize"
+
+
+def test_the_memory_line_through_two_short_trials_says_how_long_a_clip_fits():
+    measured = []
+
+    def peak_gib_at(length_s: float) -> float:  # 2 GiB of weights, 50 MiB more per second of audio
+        measured.append(length_s)
+        return 2.0 + length_s * 50 / 1024
+
+    line = memory.fit_memory_line(peak_gib_at, room_gib=lambda: 12.0)
+    assert measured == sorted(memory.TRIAL_LENGTHS_S)  # only the two short trials ran
+    assert line.base_gib == pytest.approx(2.0) and line.per_second_gib == pytest.approx(50 / 1024)
+    assert line.largest_length_s() == pytest.approx(10 * 1024 / 50)
+    assert line.fits(200.0) and not line.fits(210.0)
+    assert "up to about 205 s fits" in str(line)
+
+
+def test_a_slope_read_as_zero_falls_back_to_the_floor_and_nothing_too_long_gets_through():
+    line = memory.fit_memory_line(lambda length_s: 3.0, lambda: 4.0, least_per_second_gib=0.5)
+    longest_trial = max(memory.TRIAL_LENGTHS_S)
+    assert line.per_second_gib == 0.5 and line.needs_gib(longest_trial) == pytest.approx(3.0)  # through the trial
+    assert line.largest_length_s() == pytest.approx(longest_trial + (4.0 - 3.0) / 0.5)
+    assert not line.fits(1e6)
+    assert memory.fit_memory_line(lambda length_s: 9.0, lambda: 4.0).largest_length_s() == 0.0
+
+
+def test_the_room_on_a_cpu_is_this_process_plus_its_share_of_what_is_free(monkeypatch):
+    class Free:
+        available = 8 * memory.GIB  # on Linux it counts the weights' file pages too: they can be reread
+
+    class Resident:
+        rss, shared = 3 * memory.GIB, 1 * memory.GIB  # 1 GiB of it mapped from the checkpoint's files
+
+    class Process:
+        def memory_info(self):
+            return Resident()
+
+    monkeypatch.setattr(memory.psutil, "Process", Process)
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: Free())
+    assert memory.room_for_peak_gib("cpu") == pytest.approx(memory.MEMORY_MARGIN * 10)
+    assert memory.room_for_peak_gib("cpu", processes_here=2) == pytest.approx(memory.MEMORY_MARGIN * 6)
