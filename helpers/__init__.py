@@ -13,6 +13,7 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
 * ``settings``: which model, smoke mode, where results go (environment variables), the blog's prompt.
 * ``session``: ``setup``, what every notebook does first.
 * ``loading``: ``load_pipeline`` and the checks that turn set-up problems into clear messages.
+* ``precision``: which half precision a device computes natively (float16, bfloat16), as weights or autocast.
 * ``checkpoints``: tiny and full-size AudioLDM 2 checkpoints with random weights, for offline runs.
 * ``generating``: ``generate``, the pipeline's call from seeded noise.
 * ``measuring``: ``measure``, time and peak memory of a generation, logged.
@@ -32,7 +33,8 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
   GitHub address, spelled out in every badge and install cell.
 """
 
-from helpers import blog, compiling, deep_cache, errors, flops, fusing, memory, prompts, recipe, settings, stages
+from helpers import (blog, compiling, deep_cache, errors, flops, fusing, memory, precision, prompts, recipe, settings,
+                     stages)
 from helpers.checkpoints import describe_checkpoint
 from helpers.environment import environment_report
 from helpers.generating import generate
@@ -47,7 +49,7 @@ from helpers.timing import estimate_step_costs, synchronize, time_once, time_run
 __all__ = [
     "blog", "clap_score", "compare", "compiling", "deep_cache", "default_device", "describe_checkpoint",
     "environment_report", "errors", "estimate_step_costs", "flops", "fusing", "generate", "load_pipeline", "measure",
-    "memory", "note_if_smoke", "peak_memory", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_stages",
+    "memory", "note_if_smoke", "peak_memory", "precision", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_stages",
     "prompts", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance",
     "stages", "synchronize", "time_once", "time_runs",
 ]

@@ -155,34 +155,19 @@ def check_device(device: str | torch.device | None) -> torch.device:
 
 
 def check_dtype(torch_dtype: torch.dtype, device: torch.device) -> None:
-    """Refuse half precision on a CPU.
+    """Refuse a half precision that ``device`` would emulate: it would be slower than float32, not faster.
 
-    We refuse rather than warn: on this course's 2-core x86 test machine one full-size bfloat16 UNet step
-    took 140 s against 2.6 s in float32 (CPUs without native bf16 emulate it), and float16 kernels are
-    missing or slow on most CPUs. Half precision is a GPU optimisation.
+    float16 on any CPU, bfloat16 on a CPU without AVX512-BF16 or AMX (:mod:`helpers.precision` decides, and
+    notebook 04 explains). A GPU is not refused anything: a T4 runs bfloat16, slowly, and notebook 04 shows why.
     """
-    if device.type == "cpu" and torch_dtype in (torch.float16, torch.bfloat16) and not settings.tests_allow_half_on_cpu():
+    from helpers.precision import half_precision_runs_here, why_not
+
+    if device.type == "cpu" and torch_dtype in (torch.float16, torch.bfloat16) \
+            and not half_precision_runs_here(device, torch_dtype):
         raise HalfPrecisionOnCPUError(
-            f"torch_dtype={torch_dtype} on a CPU: half precision is a GPU optimisation. Most CPUs have no "
-            "half-precision arithmetic and emulate it, so it is slower than float32, not faster (on a 2-core "
-            "x86 CPU one bfloat16 UNet step took about 50 times as long as in float32). Use "
-            "torch_dtype=torch.float32 on a CPU, or run on a GPU (Colab: Runtime > Change runtime type)."
+            f"torch_dtype={torch_dtype} on this CPU: {why_not(device, torch_dtype)} Use torch_dtype=torch.float32 "
+            "here, or run on a GPU (Colab: Runtime > Change runtime type)."
         )
-
-
-def half_precision_runs_here(device: torch.device | str, torch_dtype: torch.dtype = torch.float16) -> bool:
-    """Whether the notebooks measure ``torch_dtype`` (float16 or bfloat16) on ``device``.
-
-    float16: on a CUDA or Apple GPU. bfloat16: on a CUDA GPU that computes it natively (capability 8.0 or more;
-    ``torch.cuda.is_bf16_supported()`` alone also says True where it is only emulated, e.g. on a T4). On a CPU:
-    never for a reader (see :func:`check_dtype`); only in the course's own tests, so that CI runs that code.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch_dtype == torch.float16 or torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "mps":
-        return torch_dtype == torch.float16
-    return settings.tests_allow_half_on_cpu()
 
 
 # --------------------------------------------------------------------------------------------

@@ -80,8 +80,23 @@ def measure(
     return Measurement(timing, memory, audios=clips["last"], first_audios=clips["first"], row=row, stages=stages)
 
 
+NOT_MEASURED = "smoke run: not measured"
+
+
+def estimate(value: float, unit: str = "s", digits: int = 1) -> str:
+    """``"about 12.2 s"``; in smoke mode ``"smoke run: not measured"``.
+
+    A smoke run caps steps and lengths: an estimate or a one-off timing from it reads like a measurement of what
+    the text describes, and is not one. Measured medians keep their figures (the banner says what they are).
+    """
+    return NOT_MEASURED if settings.smoke_mode() else f"about {value:.{digits}f} {unit}"
+
+
 def say_how_long(what: str, seconds: float) -> None:
     """Print how long ``what`` should take here, and how to make a quick run of the code when that is long."""
+    if settings.smoke_mode():
+        print(f"{what}: {NOT_MEASURED}.")
+        return
     print(f"{what}: about {seconds / 60:.1f} min here.")
     if seconds > LONG_RUN_S:
         print(f"That is long. For a quick run of the code: set {settings.SMOKE_ENV}=1 before starting Jupyter "

@@ -7,32 +7,11 @@ float16 and a compiled UNet on a CUDA GPU).
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from helpers.deep_cache import apply_deep_cache
+from helpers.precision import bfloat16_autocast_pays
 from helpers.prompts import batch_prompt_encoding
-
-
-def cpu_has_fast_bfloat16() -> bool:
-    """True when this CPU has bfloat16 instructions (AVX512-BF16 or AMX) that oneDNN uses.
-
-    Without them a CPU emulates bfloat16, and it is slower than float32.
-    """
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def bfloat16_autocast_pays(device: torch.device | str, dtype: torch.dtype) -> bool:
-    """True for a float32 pipeline on a CPU that computes bfloat16 fast (a GPU runs float16 instead)."""
-    return torch.device(device).type == "cpu" and dtype == torch.float32 and cpu_has_fast_bfloat16()
-
-
-def autocast_for(device: torch.device | str, dtype: torch.dtype):
-    """bfloat16 autocast where :func:`bfloat16_autocast_pays`; a context that does nothing anywhere else."""
-    if bfloat16_autocast_pays(device, dtype):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
@@ -40,7 +19,7 @@ def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
 
     Everywhere: both prompts encoded in one batch. On a CUDA GPU: the VAE decoder and the vocoder compiled too
     (default mode: with CUDA graphs they fail). Elsewhere: the UNet's deep features reused every other step.
-    Wrap the generation in ``autocast_for(device, pipe.dtype)`` for the CPU's bfloat16.
+    Wrap the generation in ``h.precision.autocast_for(device, pipe.dtype)`` for the CPU's bfloat16.
     """
     device = torch.device(device)
     batch_prompt_encoding(pipe)

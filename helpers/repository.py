@@ -23,27 +23,15 @@ from helpers import settings
 ROOT = Path(__file__).resolve().parent.parent
 SLUG = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
-# The first code cell of every notebook. colab_install.finish() does the work; these lines only fetch it.
+# The first code cell of every notebook: five lines a learner can read. On Colab, pip fetches the course alone
+# (a few seconds); colab_install.finish() then installs its libraries around Colab's own torch, says what it did
+# in one line, and restarts the runtime once when it must. Anywhere else the cell does nothing.
 INSTALL_CELL = '''\
-# On Colab: install this course (Colab's own torch and ipywidgets are kept), restarting once if needed.
-# Anywhere else this cell does nothing: the README's set-up has installed the course already.
-import importlib.util
-import subprocess
+# On Colab: install the course (the first time, the runtime restarts once: then Run all again). Elsewhere: nothing.
 import sys
-
 if "google.colab" in sys.modules:
-    if importlib.util.find_spec("colab_install") is None:  # first run: the course alone, its libraries next
-        course = "{install_spec}"
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", course],
-                             capture_output=True, text=True)
-        if pip.returncode:
-            reason = [line.strip() for line in pip.stderr.splitlines() if "fatal:" in line or "ERROR:" in line]
-            raise SystemExit(f"Could not install {{course}}: {{(reason or ['pip failed'])[0]}} Check the address "
-                             "and that the runtime is online, then run this cell again.")
-        importlib.invalidate_caches()
-    import colab_install
-
-    colab_install.finish()'''
+    %pip install --quiet --no-deps "{install_spec}"
+    import colab_install; colab_install.finish()'''
 
 
 def install_spec(repository: str = settings.REPOSITORY) -> str:

@@ -101,6 +101,19 @@ def audio_seconds(wanted: float) -> float:
     return wanted / CPU_AUDIO_DIVISOR if cpu_profile() else wanted
 
 
+def steps_label(wanted: int) -> str:
+    """``"20 steps"`` when this run takes the blog's count, else ``"4 steps (the blog: 20)"``: a reader on a CPU
+    or in a smoke run always sees both numbers."""
+    run = steps(wanted)
+    return f"{run} steps" if run == wanted else f"{run} steps (the blog: {wanted})"
+
+
+def seconds_label(wanted: float) -> str:
+    """``"10.24 s"`` when this run makes the blog's length, else ``"2.56 s (the blog: 10.24 s)"``."""
+    run = audio_seconds(wanted)
+    return f"{run:g} s" if run == wanted else f"{run:g} s (the blog: {wanted:g} s)"
+
+
 def repeats(wanted: int) -> int:
     """How many timed runs: ``wanted``, or 1 in smoke mode."""
     return 1 if smoke_mode() else wanted

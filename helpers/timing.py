@@ -132,3 +132,23 @@ def time_runs(
     runs_s = [time_once(fn, device, clock=clock) for _ in range(repeats)]
     return Timing(label=label, device=str(torch.device(device)), runs_s=runs_s, warmup_s=warmup_s,
                   audio_seconds=audio_seconds)
+
+
+def noise_floor_s(*measurements: Timing) -> float:
+    """How far apart two timings of the *same* work can land here: below this, a difference is not a finding.
+
+    Pass the same configuration measured more than once (a repeated baseline). The floor is the largest of each
+    measurement's own spread (slowest minus fastest run) and the gap between their medians: on a busy laptop, a
+    GPU that changes clocks or a shared cloud machine, that is easily 5 to 10 %.
+    """
+    if not measurements:
+        raise ValueError("noise_floor_s needs at least one timing of the baseline (two are better).")
+    medians = [timing.median_s for timing in measurements]
+    return max([max(medians) - min(medians)] + [timing.spread_s for timing in measurements])
+
+
+def speedup_text(baseline_s: float, other_s: float, noise_s: float) -> str:
+    """``"1.85x"`` (baseline over other), or ``"within noise"`` when they differ by no more than ``noise_s``."""
+    if abs(baseline_s - other_s) <= noise_s:
+        return "within noise"
+    return f"{baseline_s / other_s:.2f}x"

@@ -7,6 +7,7 @@
 """
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,11 +17,25 @@ CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 KEPT_METADATA = {"kernelspec", "language_info"}
 
 
-def clean(notebook) -> None:
+def stable_id(notebook_name: str, index: int, source: str) -> str:
+    """An id for a cell that has none: made once from where it is and what it says, then kept as it is."""
+    return hashlib.sha1(f"{notebook_name}:{index}:{source}".encode()).hexdigest()[:12]
+
+
+def clean(notebook, name: str = "") -> None:
+    """Strip ``notebook`` in place; ``name`` (its file name) seeds the ids of cells that have none.
+
+    nbformat 4.5 with an id on every cell: JupyterLab and VS Code add ids to an older notebook when they open it,
+    and then show it as modified before any edit. Ids already there are kept, so a cell keeps its id for good.
+    """
     notebook.metadata = {k: v for k, v in notebook.metadata.items() if k in KEPT_METADATA}
     notebook.metadata["language_info"] = {"name": "python"}
-    for cell in notebook.cells:
-        cell.pop("id", None)
+    notebook.nbformat, notebook.nbformat_minor = 4, 5
+    seen = set()
+    for index, cell in enumerate(notebook.cells):
+        if not cell.get("id") or cell["id"] in seen:
+            cell["id"] = stable_id(name, index, cell.source)
+        seen.add(cell["id"])
         cell.metadata = {}
         if cell.cell_type != "code":
             continue
@@ -34,7 +49,6 @@ def clean(notebook) -> None:
             output.metadata = {} if "metadata" in output else output.get("metadata")
             if output.get("metadata") is None:
                 output.pop("metadata", None)
-    notebook.nbformat_minor = 4
 
 
 def main() -> None:
@@ -49,7 +63,7 @@ def main() -> None:
 
             os.environ.setdefault("MPLBACKEND", "Agg")
             NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-        clean(notebook)
+        clean(notebook, path.name)
         nbformat.write(notebook, path)
         print(f"cleaned {path}")
 

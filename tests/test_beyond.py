@@ -127,13 +127,13 @@ def test_plot_stages_stacks_every_stage(pipe):
 
 
 def test_the_recipe_on_a_cpu_batches_the_prompts_and_caches_deep_features(pipe, monkeypatch):
-    monkeypatch.setattr(h.recipe, "cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(False, False)))
     changes = h.recipe.apply_beyond_the_blog(pipe, "cpu")
     assert changes == ["prompts in one batch", "deep features reused every 2nd step"]
-    with h.recipe.autocast_for("cpu", pipe.dtype):
+    with h.precision.autocast_for("cpu", pipe.dtype):
         clip = _clip(pipe)
     assert np.isfinite(clip).all()
-    monkeypatch.setattr(h.recipe, "cpu_has_fast_bfloat16", lambda: True)
-    assert isinstance(h.recipe.autocast_for("cpu", torch.float32), torch.autocast)
-    assert not isinstance(h.recipe.autocast_for("cpu", torch.float16), torch.autocast)  # a half pipeline: no
-    assert not isinstance(h.recipe.autocast_for("cuda", torch.float32), torch.autocast)
+    monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(True, False)))
+    assert isinstance(h.precision.autocast_for("cpu", torch.float32), torch.autocast)
+    assert not isinstance(h.precision.autocast_for("cpu", torch.float16), torch.autocast)  # a half pipeline: no
+    assert not isinstance(h.precision.autocast_for("cuda", torch.float32), torch.autocast)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import loading, settings
+from helpers import loading, precision, settings
 from helpers.errors import (
     HalfPrecisionOnCPUError,
     NoGPUError,
@@ -99,34 +99,33 @@ def test_cuda_asked_for_without_a_gpu(tiny_checkpoint):
         loading.load_pipeline(tiny_checkpoint, device="cuda")
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_on_cpu_is_refused(tiny_checkpoint, dtype, monkeypatch):
+@pytest.mark.parametrize("dtype, fast_bfloat16", [(torch.float16, True), (torch.bfloat16, False)])
+def test_half_precision_a_cpu_would_emulate_is_refused(tiny_checkpoint, dtype, fast_bfloat16, monkeypatch):
     monkeypatch.delenv("AUDIOLDM2_TESTS_HALF_ON_CPU")  # a reader's CPU, not the tests'
-    assert not loading.half_precision_runs_here("cpu", dtype)
-    with pytest.raises(HalfPrecisionOnCPUError, match="GPU optimisation"):
+    monkeypatch.setattr(precision.CpuFeatures, "of_this_machine",
+                        classmethod(lambda cls: cls(avx512_bf16=fast_bfloat16, amx=False)))
+    assert not precision.half_precision_runs_here("cpu", dtype)
+    with pytest.raises(HalfPrecisionOnCPUError, match="emulated, slower than float32"):
         loading.load_pipeline(tiny_checkpoint, torch_dtype=dtype, device="cpu")
+
+
+def test_bfloat16_loads_on_a_cpu_that_computes_it(tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("AUDIOLDM2_TESTS_HALF_ON_CPU")
+    monkeypatch.setattr(precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(avx512_bf16=False, amx=True)))
+    pipe = loading.load_pipeline(tiny_checkpoint, torch_dtype=torch.bfloat16, device="cpu")
+    assert pipe.unet.dtype == torch.bfloat16
 
 
 def test_the_tests_switch_runs_half_precision_on_a_cpu_with_finite_results(tiny_checkpoint):
     # CI has no GPU; this is how its notebooks run their float16 and bfloat16 code (conftest sets the switch).
     from helpers.generating import generate
 
-    assert loading.half_precision_runs_here("cpu") and loading.half_precision_runs_here("cpu", torch.bfloat16)
+    assert precision.half_precision_runs_here("cpu") and precision.half_precision_runs_here("cpu", torch.bfloat16)
     for dtype in (torch.float16, torch.bfloat16):
         pipe = loading.load_pipeline(tiny_checkpoint, torch_dtype=dtype, device="cpu")
         assert pipe.unet.dtype == dtype
         audios = generate(pipe, num_inference_steps=2, audio_length_in_s=1.28, negative_prompt="Low quality")
         assert np.isfinite(audios).all() and audios.shape == (1, 20_480)
-
-
-def test_half_precision_runs_on_the_gpus_that_compute_it(monkeypatch):
-    for native_bf16 in (False, True):  # a T4 (capability 7.5), an A100 (8.0)
-        # is_bf16_supported() says True on both; with including_emulation=False only where the GPU computes it.
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported",
-                            lambda including_emulation=True, native=native_bf16: including_emulation or native)
-        assert loading.half_precision_runs_here("cuda") is True
-        assert loading.half_precision_runs_here("cuda", torch.bfloat16) is native_bf16
-    assert loading.half_precision_runs_here("mps") and not loading.half_precision_runs_here("mps", torch.bfloat16)
 
 
 def test_offload_loads_half_precision_in_host_memory_for_the_gpu(tiny_checkpoint, monkeypatch):

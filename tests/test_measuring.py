@@ -194,3 +194,30 @@ def test_peak_memory_on_cuda_empties_the_cache_before_resetting_the_counters(mon
         calls.append("work")
     assert calls == ["synchronize", "empty_cache", "reset_peak_memory_stats", "work", "synchronize"]
     assert memory.peak_gib == 4.0 and "3.00 GiB allocated, 4.00 GiB reserved" in str(memory)
+
+
+def test_a_difference_smaller_than_a_repeated_baselines_spread_is_within_noise():
+    from helpers.timing import Timing, noise_floor_s, speedup_text
+
+    baseline = Timing("rung 6", "cpu", runs_s=[7.8, 7.9, 8.0])
+    again = Timing("rung 6 again", "cpu", runs_s=[8.4, 8.5, 8.5])
+    floor = noise_floor_s(baseline, again)
+    assert floor == pytest.approx(0.6)  # the gap between the medians, larger than either spread
+    assert speedup_text(baseline.median_s, 8.0, floor) == "within noise"  # QKV fusion's 8.00 s against 7.9
+    assert speedup_text(baseline.median_s, 4.61, floor) == "1.71x"
+    with pytest.raises(ValueError, match="at least one"):
+        noise_floor_s()
+
+
+def test_smoke_runs_print_no_estimate_as_a_measurement(monkeypatch, capsys):
+    from helpers import measuring, settings
+
+    monkeypatch.setenv("AUDIOLDM2_SMOKE", "1")
+    assert measuring.estimate(12.2) == "smoke run: not measured"
+    measuring.say_how_long("one clip", 12.2)
+    assert capsys.readouterr().out == "one clip: smoke run: not measured.\n"
+    assert settings.steps_label(20) == "2 steps (the blog: 20)" and settings.seconds_label(10.24) == "2.56 s (the blog: 10.24 s)"
+    monkeypatch.setenv("AUDIOLDM2_SMOKE", "0")
+    monkeypatch.setenv("AUDIOLDM2_FULL", "1")
+    assert measuring.estimate(12.25) == "about 12.2 s" or measuring.estimate(12.25) == "about 12.3 s"
+    assert settings.steps_label(20) == "20 steps" and settings.seconds_label(10.24) == "10.24 s"

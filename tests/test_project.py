@@ -76,6 +76,10 @@ def test_notebook_opens_in_colab_and_installs_from_the_repository(path):
 def test_notebook_is_committed_clean(path):
     raw = json.loads(path.read_text())
     assert set(raw["metadata"]) <= {"kernelspec", "language_info"}
+    # nbformat 4.5, an id on every cell: otherwise JupyterLab adds ids on opening and shows the notebook modified.
+    assert (raw["nbformat"], raw["nbformat_minor"]) == (4, 5)
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), "every cell has an id of its own"
     for index, cell in enumerate(raw["cells"]):
         if cell["cell_type"] != "code":
             continue
@@ -90,3 +94,17 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "bash scripts/test.sh" in ci and "bash scripts/test.sh" in readme
     assert "bash scripts/course.sh" in readme
+
+
+def test_cleaning_a_clean_notebook_changes_nothing_and_keeps_every_cell_id(tmp_path):
+    source = ROOT / "notebooks" / "03_sdpa.ipynb"
+    copy = tmp_path / source.name
+    copy.write_text(source.read_text())
+    subprocess.run([sys.executable, ROOT / "scripts" / "clean_notebooks.py", copy], check=True, capture_output=True)
+    assert copy.read_text() == source.read_text()
+
+
+def test_the_install_cell_is_five_lines_at_most_and_says_it_may_restart_the_runtime():
+    cell = repository.install_cell()
+    assert len(cell.splitlines()) <= 5
+    assert "%pip install" in cell and "colab_install.finish()" in cell and "restarts once" in cell

@@ -1,0 +1,135 @@
+"""Which half precision pays on a device, and in which form: the course's one decision (notebook 04 teaches it).
+
+Two ways to compute in 16 bits, and they are not the same thing:
+
+* **half-precision weights**: ``load_pipeline(torch_dtype=torch.float16)`` (or ``bfloat16``). Every weight and
+  activation is 16 bits: half the memory, half the bytes to move, and the fast half-precision units do the work.
+* **autocast over float32 weights**: ``with torch.autocast(device_type, dtype=torch.bfloat16):``. The weights
+  stay float32 (no memory saved); matrix products and convolutions cast their inputs and run in bfloat16, while
+  reductions and normalisations stay in float32. Safer numbers, one cast per operation.
+
+Either pays only where the hardware computes that format natively; elsewhere it is *emulated* (converted to
+float32 and back around every operation), which is slower than float32:
+
+* a CUDA GPU computes float16 on every card the course meets, and bfloat16 from CUDA capability 8.0 (A100, L4,
+  H100). A T4 (7.5) can store bfloat16 and emulates its arithmetic, yet ``torch.cuda.is_bf16_supported()``
+  answers True there: it counts emulation unless asked ``including_emulation=False``;
+* an Apple GPU computes float16;
+* a CPU computes bfloat16 only with the AVX512-BF16 or AMX instructions (Intel Cooper Lake and Sapphire Rapids on,
+  AMD Zen 4 on). oneDNN's own ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` answers True on any AVX-512 CPU,
+  Skylake to Ice Lake servers included, which emulate it. No CPU the course meets computes float16.
+
+Each function takes what it reads from the machine as an argument too, so that a test can ask about a T4, an A100
+or a CPU without AVX512-BF16 on any machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from helpers import settings
+
+NATIVE_BFLOAT16_CUDA_CAPABILITY = (8, 0)  # Ampere: bfloat16 tensor cores
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """The CPU instructions that decide whether bfloat16 is computed or emulated."""
+
+    avx512_bf16: bool
+    amx: bool
+
+    @classmethod
+    def of_this_machine(cls) -> "CpuFeatures":
+        return cls(avx512_bf16=bool(torch.cpu._is_avx512_bf16_supported()),
+                   amx=bool(torch.cpu._is_amx_tile_supported()))
+
+
+def cpu_has_fast_bfloat16(features: CpuFeatures | None = None) -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX); ``features`` defaults to this machine's."""
+    features = features or CpuFeatures.of_this_machine()
+    return features.avx512_bf16 or features.amx
+
+
+def cuda_has_fast_bfloat16(capability: tuple[int, int] | None = None) -> bool:
+    """True on a CUDA GPU of capability 8.0 or more; ``capability`` defaults to the current GPU's."""
+    if capability is None:
+        capability = torch.cuda.get_device_capability()
+    return tuple(capability) >= NATIVE_BFLOAT16_CUDA_CAPABILITY
+
+
+def computes_natively(device: torch.device | str, dtype: torch.dtype, *, capability: tuple[int, int] | None = None,
+                      cpu: CpuFeatures | None = None) -> bool:
+    """Does ``device`` compute ``dtype`` (float16 or bfloat16) natively, rather than emulate it?"""
+    kind = torch.device(device).type
+    if dtype == torch.float32:
+        return True
+    if kind == "cuda":
+        return dtype == torch.float16 or cuda_has_fast_bfloat16(capability)
+    if kind == "mps":
+        return dtype == torch.float16
+    if kind == "cpu":
+        return dtype == torch.bfloat16 and cpu_has_fast_bfloat16(cpu)
+    return False
+
+
+def half_precision_for(device: torch.device | str, *, capability: tuple[int, int] | None = None,
+                       cpu: CpuFeatures | None = None) -> torch.dtype | None:
+    """The half type the course loads the weights in on ``device``: float16 on a GPU, bfloat16 on a CPU that
+    computes it, None where neither pays (then the pipeline stays float32)."""
+    kind = torch.device(device).type
+    if kind in ("cuda", "mps"):
+        return torch.float16
+    if kind == "cpu" and computes_natively(device, torch.bfloat16, cpu=cpu):
+        return torch.bfloat16
+    return None
+
+
+def half_precision_runs_here(device: torch.device | str, torch_dtype: torch.dtype = torch.float16, *,
+                             capability: tuple[int, int] | None = None, cpu: CpuFeatures | None = None) -> bool:
+    """Whether the notebooks measure weights in ``torch_dtype`` on ``device``: where it is computed natively.
+
+    The course's own tests set ``AUDIOLDM2_TESTS_HALF_ON_CPU=1`` so that CI, which has no GPU, runs the
+    half-precision code of the notebooks on its CPU (slow kernels, right results).
+    """
+    if torch.device(device).type == "cpu" and settings.tests_allow_half_on_cpu():
+        return True
+    return computes_natively(device, torch_dtype, capability=capability, cpu=cpu)
+
+
+def why_not(device: torch.device | str, dtype: torch.dtype, *, capability: tuple[int, int] | None = None,
+            cpu: CpuFeatures | None = None) -> str:
+    """One sentence on why ``dtype`` does not pay on ``device`` (for a message, or a skipped measurement)."""
+    kind = torch.device(device).type
+    name = str(dtype).removeprefix("torch.")
+    if kind == "cpu" and dtype == torch.float16:
+        return ("no CPU the course meets computes float16: it would be emulated, slower than float32 (and diffusers "
+                "refuses to run a float16 pipeline on a CPU). On a CPU the half type is bfloat16, where the CPU has it.")
+    if kind == "cpu":
+        return ("this CPU has neither AVX512-BF16 nor AMX, so bfloat16 would be emulated, slower than float32 "
+                "(measured: 1.9x slower per UNet step on an AVX-512 CPU without them). Stay in float32 here.")
+    if kind == "cuda":
+        capability = capability or torch.cuda.get_device_capability()
+        return (f"this GPU (CUDA capability {capability[0]}.{capability[1]}) emulates "
+                f"{name}: bfloat16 needs capability 8.0 or more (an A100, an L4, an H100). Use float16.")
+    return f"{kind} does not compute {name} natively here; float16 is the Apple GPU's half type."
+
+
+def bfloat16_autocast_pays(device: torch.device | str, dtype: torch.dtype, *, cpu: CpuFeatures | None = None) -> bool:
+    """True for a float32 pipeline on a CPU that computes bfloat16: autocast runs its heavy arithmetic in bfloat16.
+
+    A GPU loads half-precision weights instead (float16), and a pipeline already in half precision has nothing
+    for autocast to do.
+    """
+    return (torch.device(device).type == "cpu" and dtype == torch.float32
+            and computes_natively(device, torch.bfloat16, cpu=cpu))
+
+
+def autocast_for(device: torch.device | str, dtype: torch.dtype):
+    """bfloat16 autocast where :func:`bfloat16_autocast_pays`; a context that does nothing anywhere else."""
+    if bfloat16_autocast_pays(device, dtype):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
