@@ -27,8 +27,8 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
 * ``environment``: versions, device, and known problems. ``errors``: the course's errors.
 * ``blog``: the figures the blog reports, quoted.
-* ``jobs``: a job of many clips (prompts files, stable names, a manifest, resuming), for the command
-  ``python -m helpers.generate`` (notebook 11).
+* ``jobs``: a job of many clips on disk (prompts read exactly, stable names, one run per folder, files that
+  survive a crash, a manifest), for the command ``python -m helpers.make_clips`` (notebook 11).
 * ``run_course``: the course run headless (and the GPU command's results file); ``repository``: the course's
   GitHub address, spelled out in every badge and install cell.
 """

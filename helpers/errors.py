@@ -91,3 +91,11 @@ def explained(
     if reraise:
         raise course_error(failure.message) from None
     print(failure.message)
+
+
+class JobBusyError(BadJobError):
+    """Another run is working in the same output folder (it holds the folder's lock)."""
+
+
+class NonFiniteAudioError(CourseError):
+    """A generated clip holds NaN or infinite samples (a float16 overflow): it is not saved as finished."""
