@@ -18,6 +18,7 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
 * ``generating``: ``generate``, the pipeline's call from seeded noise.
 * ``measuring``: ``measure``, time and peak memory of a generation, logged.
 * ``timing``, ``memory``: wall-clock time a GPU cannot fool; peak memory; out-of-memory explained.
+* ``diagram``: the pipeline in one picture, with the stages' measured shares on it (notebooks 00 and 09).
 * ``stages``: where one generation's time goes (text encoders, GPT-2, UNet, VAE, vocoder), and its profile;
   ``flops``: each stage's operations against the device's peak (notebook 09).
 * ``prompts``, ``fusing``, ``deep_cache``: beyond the blog (notebook 10): both prompts encoded in one batch,
@@ -45,6 +46,7 @@ from helpers.memory import peak_memory
 from helpers.plots import plot_clips, plot_spectrogram, plot_speedups, plot_stages, spectral_distance
 from helpers.session import setup
 from helpers.timing import estimate_step_costs, synchronize, time_once, time_runs
+from helpers import diagram  # the pipeline in one picture (notebooks 00, 06, 08, 09)
 
 __all__ = [
     "blog", "clap_score", "compare", "compiling", "deep_cache", "default_device", "describe_checkpoint",
@@ -53,3 +55,4 @@ __all__ = [
     "prompts", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance",
     "stages", "synchronize", "time_once", "time_runs",
 ]
+__all__ += ["diagram"]

@@ -104,8 +104,18 @@ def peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
         result.gpu_allocated = torch.cuda.max_memory_allocated(device)
         result.gpu_reserved = torch.cuda.max_memory_reserved(device)
         return
-    if device.type == "mps":  # tensors live in Metal buffers, which the process's RSS does not count
-        yield from _peak_mps_memory(result)
+    if device.type == "mps":  # tensors live in Metal buffers, which the RSS does not count, and MPS keeps no peak
+        torch.mps.synchronize()
+        torch.mps.empty_cache()
+        allocated = HostMemorySampler(read_bytes=torch.mps.current_allocated_memory)
+        held = HostMemorySampler(read_bytes=torch.mps.driver_allocated_memory)
+        allocated.start()
+        held.start()
+        try:
+            yield result
+        finally:
+            torch.mps.synchronize()
+            result.gpu_allocated, result.gpu_reserved = allocated.stop(), held.stop()
         return
     sampler = HostMemorySampler()
     sampler.start()
@@ -113,21 +123,6 @@ def peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
         yield result
     finally:
         result.host_rss = sampler.stop()
-
-
-def _peak_mps_memory(result: PeakMemory) -> Iterator[PeakMemory]:
-    """MPS keeps no peak counters: sample what torch has allocated and what the Metal driver holds."""
-    torch.mps.synchronize()
-    torch.mps.empty_cache()
-    allocated = HostMemorySampler(read_bytes=torch.mps.current_allocated_memory)
-    held = HostMemorySampler(read_bytes=torch.mps.driver_allocated_memory)
-    allocated.start()
-    held.start()
-    try:
-        yield result
-    finally:
-        torch.mps.synchronize()
-        result.gpu_allocated, result.gpu_reserved = allocated.stop(), held.stop()
 
 
 # --------------------------------------------------------------------------------------------

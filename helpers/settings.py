@@ -74,9 +74,11 @@ def cpu_profile() -> bool:
     """True without a CUDA GPU (and not in smoke mode, nor with ``AUDIOLDM2_FULL=1``): measure at smaller settings.
 
     At the blog's settings a CPU takes most of an hour per notebook with the real model. The CPU profile makes
-    every clip 4 times shorter and every step count of 10 or more 5 times smaller (DDIM 200 -> 40, DPM-Solver
-    20 -> 4: the same ratio), so that each notebook measures for real in minutes, and its comparisons keep
-    their meaning. An Apple GPU counts as no CUDA GPU here: it is slower than the GPUs the blog's settings suit.
+    every clip 4 times shorter and every step count of 10 or more 5 times smaller for the *timed* runs (DDIM
+    200 -> 40, DPM-Solver++ 20 -> 4: the same ratio of steps, so a speed-up keeps its meaning), so that each
+    notebook measures for real in minutes. A solver at 4 steps does not make the recipe's sound, though: a clip
+    played as the recipe's is generated once more at the blog's count (:func:`steps_to_hear`). An Apple GPU
+    counts as no CUDA GPU here: it is slower than the GPUs the blog's settings suit.
     """
     if smoke_mode() or os.environ.get(FULL_ENV, "") == "1":
         return False
@@ -101,10 +103,21 @@ def audio_seconds(wanted: float) -> float:
     return wanted / CPU_AUDIO_DIVISOR if cpu_profile() else wanted
 
 
-def steps_label(wanted: int) -> str:
+def steps_to_hear(wanted: int) -> int:
+    """``wanted`` denoising steps for a clip to listen to as the recipe's sound: the blog's count, fewer only in
+    smoke mode.
+
+    The CPU profile times fewer steps (:func:`steps`), which keeps a speed-up's meaning but not the sound: DPM-Solver++
+    at 4 steps is not DPM-Solver++ at 20. So a listening cell makes its clip once more at this count.
+    """
+    return min(wanted, SMOKE_MAX_STEPS) if smoke_mode() else wanted
+
+
+def steps_label(wanted: int, run: int | None = None) -> str:
     """``"20 steps"`` when this run takes the blog's count, else ``"4 steps (the blog: 20)"``: a reader on a CPU
-    or in a smoke run always sees both numbers."""
-    run = steps(wanted)
+    or in a smoke run always sees both numbers. ``run``: the steps this run takes, if not :func:`steps` of
+    ``wanted`` (e.g. :func:`steps_to_hear`)."""
+    run = steps(wanted) if run is None else run
     return f"{run} steps" if run == wanted else f"{run} steps (the blog: {wanted})"
 
 
@@ -127,9 +140,11 @@ def results_path() -> Path:
 def smoke_banner() -> str:
     """A line every notebook prints, so that nobody mistakes a smoke run for a measurement."""
     if cpu_profile():
-        return (f"CPU PROFILE (no CUDA GPU): clips {CPU_AUDIO_DIVISOR}x shorter and {CPU_STEPS_DIVISOR}x fewer steps "
-                "than the text says (from 10 steps up), so that this notebook measures in minutes; the ratios it "
-                f"compares are kept. {FULL_ENV}=1 restores the blog's settings (hours on a CPU).")
+        return (f"CPU PROFILE (no CUDA GPU): clips {CPU_AUDIO_DIVISOR}x shorter and, in the timed runs, "
+                f"{CPU_STEPS_DIVISOR}x fewer steps than the blog's (from 10 steps up), so that this notebook measures "
+                "in minutes; the ratios it compares are kept, and every count printed names the blog's. A clip played "
+                "as the recipe's sound is made once more at the blog's step count. "
+                f"{FULL_ENV}=1 restores the blog's settings (hours on a CPU).")
     if not smoke_mode():
         return "Full run: steps and audio lengths as the text says."
     return (

@@ -47,7 +47,8 @@ class Timing:
         return self.audio_seconds / self.median_s if self.audio_seconds else None
 
     def __str__(self) -> str:
-        text = f"{self.label}: median {self.median_s:.3f} s over {len(self.runs_s)} runs (spread {self.spread_s:.3f} s)"
+        runs = f"{len(self.runs_s)} run" + ("s" if len(self.runs_s) != 1 else "")
+        text = f"{self.label}: median {self.median_s:.3f} s over {runs} (spread {self.spread_s:.3f} s)"
         if self.warmup_s:
             text += f"; first call {self.warmup_s[0]:.3f} s"
         if self.realtime_factor:
