@@ -62,7 +62,8 @@ def test_setup_prints_the_machine_and_the_checkpoint_and_returns_what_notebooks_
     assert "device: cpu, dtype: float32, scheduler: DDIMScheduler" in printed
 
 
-def test_say_how_long_offers_a_quick_run_only_when_it_is_long(capsys):
+def test_say_how_long_offers_a_quick_run_only_when_it_is_long(capsys, monkeypatch):
+    monkeypatch.setenv("AUDIOLDM2_SMOKE", "0")  # a real run: smoke runs print no estimate (test_measuring)
     h.say_how_long("two clips", 30)
     assert capsys.readouterr().out == "two clips: about 0.5 min here.\n"
     h.say_how_long("the ladder", 3600)
