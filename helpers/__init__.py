@@ -22,7 +22,9 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
   ``flops``: each stage's operations against the device's peak (notebook 09).
 * ``prompts``, ``fusing``, ``deep_cache``: beyond the blog (notebook 10): both prompts encoded in one batch,
   QKV projections fused, the UNet's deep features reused between steps.
-* ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled.
+* ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled; compiled-or-eager modules.
+* ``quantizing``: the UNet's linear layers in int8 (notebook 10): PyTorch's dynamic int8 on a CPU, torchao's on a GPU.
+* ``bench``: ``python -m helpers.bench``, the whole course's measurements in one process, with a deadline.
 * ``results``: the log every measurement is appended to, read back as a table.
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
 * ``environment``: versions, device, and known problems. ``errors``: the course's errors.
@@ -53,3 +55,7 @@ __all__ = [
     "prompts", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance",
     "stages", "synchronize", "time_once", "time_runs",
 ]
+
+from helpers import quantizing  # noqa: E402
+
+__all__ += ["quantizing"]

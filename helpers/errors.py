@@ -91,3 +91,7 @@ def explained(
     if reraise:
         raise course_error(failure.message) from None
     print(failure.message)
+
+
+class QuantizationUnavailableError(CourseError):
+    """A quantisation the course measures cannot run here (torchao missing, or installed with another API)."""
