@@ -285,3 +285,28 @@ def test_int8_with_todays_torchao_quantizes_a_copy_and_leaves_inductor_alone():
     x = torch.randn(3, 64)
     torch.testing.assert_close(quantized(x), model(x), atol=0.05, rtol=0.05)
     assert (inductor.coordinate_descent_tuning, inductor.force_fuse_int_mm_with_mul) == before
+
+
+def test_notebook_10_writes_out_the_helpers_it_teaches_as_they_are():
+    """Each def and class of a `#@save helpers/<module>.py` cell is, to the character, the same-named one there."""
+    import ast
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    import nbformat
+
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "10_beyond_the_blog.ipynb"
+    saved = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        first, _, body = cell.source.partition("\n")
+        if cell.cell_type == "code" and first.startswith("#@save "):
+            module = importlib.import_module(first.split()[1].removesuffix(".py").replace("/", "."))
+            for node in ast.parse(body).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                    source = "\n".join(body.splitlines()[start - 1:node.end_lineno]) + "\n"
+                    assert source == inspect.getsource(getattr(module, node.name)), f"{module.__name__}.{node.name}"
+                    saved[f"{module.__name__}.{node.name}"] = True
+    assert {"helpers.fusing.fuse_qkv", "helpers.prompts.encode_prompts", "helpers.deep_cache.apply_deep_cache",
+            "helpers.deep_cache.DeepCacheStep", "helpers.deep_cache.track_timestep"} <= set(saved)

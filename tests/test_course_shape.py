@@ -60,8 +60,8 @@ def test_every_lesson_after_00_starts_with_the_one_setup_call(number):
 @pytest.mark.parametrize("function, number", [
     (h.setup, "00"), (h.load_pipeline, "00"),
     (h.generate, "01"), (h.time_once, "01"), (h.time_runs, "01"), (h.measure, "01"),
-    (h.peak_memory, "07"), (h.flops.stage_flops, "09"), (h.fusing.fuse_qkv, "10"), (h.prompts.encode_prompts, "10"),
-])
+    (h.peak_memory, "07"), (h.flops.stage_flops, "09"),
+])  # notebook 10 writes fuse_qkv and encode_prompts out in #@save cells (tests/test_beyond.py checks them)
 def test_each_helper_is_shown_where_it_is_taught_and_the_copy_shown_is_the_code(function, number):
     """The committed output (what GitHub and Colab show before a run) is the helper's source as it is now."""
     source = inspect.getsource(function)
@@ -87,5 +87,5 @@ def test_each_lesson_writes_out_the_call_it_teaches(number, calls):
 
 def test_every_name_the_package_exports_is_used_by_a_notebook():
     code = "\n".join(_code(path) for path in NOTEBOOKS.values())
-    unused = [name for name in h.__all__ if f"h.{name}" not in code]
+    unused = [name for name in h.__all__ if f"h.{name}" not in code and f"#@save helpers/{name}.py" not in code]
     assert unused == [], f"exported but used by no notebook: {unused}"
