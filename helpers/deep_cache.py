@@ -139,10 +139,12 @@ def remove_deep_cache(unet: torch.nn.Module) -> None:
 
 
 class CurrentTimestep(ModelHook):
-    """On the UNet: the timestep of the step it is running, as a Python number, without reading the GPU each step.
+    """On the UNet: counts its calls, so that :meth:`now` can say the timestep of the step it is running, as a
+    Python number, without reading the GPU at each step.
 
-    The first call of a generation reads the scheduler's whole schedule once (``timesteps.tolist()``); each call
-    then counts one step along it. Stateful: the pipeline starts the count again after every generation.
+    The first question in a generation reads the scheduler's whole schedule once (``timesteps.tolist()``); the count
+    goes up when a call ends, so a cache asking before, during or after the UNet's forward gets the same answer.
+    Stateful: the pipeline starts the count again after every generation.
     """
 
     _is_stateful = True
@@ -150,17 +152,19 @@ class CurrentTimestep(ModelHook):
     def __init__(self, scheduler_of: Callable[[], object]):
         super().__init__()
         self.scheduler_of = scheduler_of  # the pipeline's scheduler now: a notebook may swap it between calls
-        self.calls, self.schedule, self.now = 0, None, None
+        self.calls, self.schedule = 0, None
 
-    def pre_forward(self, module, *args, **kwargs):
-        if self.schedule is None:  # the first step of this generation
-            self.schedule = self.scheduler_of().timesteps.tolist()
-        self.now = self.schedule[min(self.calls, len(self.schedule) - 1)]
+    def post_forward(self, module, output):
         self.calls += 1
-        return args, kwargs
+        return output
+
+    def now(self) -> float:
+        if self.schedule is None:  # the first question of this generation
+            self.schedule = self.scheduler_of().timesteps.tolist()
+        return self.schedule[min(self.calls, len(self.schedule) - 1)]
 
     def reset_state(self, module):
-        self.calls, self.schedule, self.now = 0, None, None
+        self.calls, self.schedule = 0, None
         return module
 
 
@@ -173,4 +177,4 @@ def track_timestep(pipe) -> Callable[[], float]:
     registry.remove_hook("current_timestep", recurse=False)  # one clock per UNet: a second call replaces the first
     registry.register_hook(hook, "current_timestep")
     reset_after_each_generation(unet)
-    return lambda: hook.now
+    return hook.now
