@@ -21,6 +21,7 @@ blog's (10.24 s clips, DDIM 200, DPM-Solver++ 20); elsewhere :mod:`helpers.setti
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import platform
@@ -291,7 +292,7 @@ class Bench:
         self.steps = self.ddim_steps
         start = time.monotonic()
         self.pipe.unet.set_attn_processor(_classic_attention())
-        costs = estimate_step_costs(lambda n: self.generate(n), self.device)
+        costs = estimate_step_costs(lambda n: self.generate(n), self.device, few=1, more=3)
         self.cost = CostModel(costs, load_s=max(load_s, 5.0))
         self.write("load", model=self.model, path=str(self.pipe.name_or_path), checkpoint_kind=checkpoint.kind,
                    random_weights=checkpoint.random_weights, load_s=load_s, fixed_s=costs.fixed_s,
@@ -412,7 +413,10 @@ class Bench:
             self.item("compiled + prompts in one batch", section, lambda: self.with_change(
                 "compiled UNet + both prompts in one batch", group, *self.batched_prompts()))
             self.item("compiled + decoders compiled", section, self.compiled_decoders)
-            self.pipe.unet = self.eager_unet
+        # The eager techniques change the UNet's modules (hooks, processors, memory format) and undo it; on a copy,
+        # so that the compiled UNet, which wraps the original, meets no failed guard (and no recompile) later.
+        kept_unet = self.pipe.unet
+        self.pipe.unet = copy.deepcopy(self.eager_unet if self.eager_unet is not None else kept_unet)
         group = "eager"
         self.item("eager baseline", section, lambda: self.measure(
             f"eager UNet: rung 6 ({_dtype_name(self.pipe)}, DPM-Solver++ {self.steps})", section, group=group,
@@ -435,8 +439,8 @@ class Bench:
         self.item("eager baseline again", section, lambda: self.measure(
             "eager UNet: rung 6 again (noise floor)", section, group=group, baseline=True))
         self.item("TF32", section, self.tf32)
-        if self.compiled_unet is not None:
-            self.pipe.unet = self.compiled_unet
+        self.pipe.unet = kept_unet
+        gc.collect()
 
     def with_change(self, label: str, group: str, apply: Callable[[], object], undo: Callable[[], object],
                     **fields) -> None:
