@@ -4,8 +4,8 @@
 #
 #   1. where there is network, with the course installed (bash scripts/setup.sh), the wheels for the GPU machine's
 #      Python, torch excepted (--have: that machine's `pip list --format=freeze`, to leave out what it has):
-#        .venv/bin/python scripts/offline.py gather WHEELS --python-version 3.12 \
-#            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --extra torchao==0.18.0
+#        .venv/bin/python scripts/offline.py gather WHEELS --python-version 3.12 --platform manylinux_2_28_x86_64 \
+#            --extra torchao==0.18.0
 #   2. on the GPU machine, in the course's folder (copied there with WHEELS):
 #        bash scripts/gpu.sh WHEELS OUT
 #

@@ -32,12 +32,10 @@ try:
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
-    from packaging.version import Version
 except ImportError:  # a bare python with pip: pip carries its own copy
     from pip._vendor.packaging.markers import default_environment
     from pip._vendor.packaging.requirements import Requirement
     from pip._vendor.packaging.utils import canonicalize_name
-    from pip._vendor.packaging.version import Version
 
 COURSE = "audioldm2-faster"
 REQUIREMENTS_FILE = "requirements.txt"
@@ -67,9 +65,11 @@ def applies(requirement: Requirement, env: dict[str, str]) -> bool:
     return requirement.marker is None or requirement.marker.evaluate({**env, "extra": ""})
 
 
-def closure(roots: list[str], env: dict[str, str]) -> dict[str, str | None]:
+def closure(roots: list[str], env: dict[str, str],
+            constraints: dict[str, list] | None = None) -> dict[str, str | None]:
     """Every distribution ``roots`` need, recursively, read from what is installed here: name -> version here
-    (None for one installed here under no version, i.e. needed on the target only)."""
+    (None for one installed here under no version, i.e. needed on the target only). ``constraints``, if given,
+    collects every requirement's specifier on each name."""
     found: dict[str, str | None] = {}
     todo = list(roots)
     while todo:
@@ -82,7 +82,11 @@ def closure(roots: list[str], env: dict[str, str]) -> dict[str, str | None]:
             found[name] = None
             continue
         found[name] = distribution.version
-        todo += [Requirement(text).name for text in distribution.requires or [] if applies(Requirement(text), env)]
+        for requirement in map(Requirement, distribution.requires or []):
+            if applies(requirement, env):
+                todo.append(requirement.name)
+                if constraints is not None:
+                    constraints.setdefault(canonicalize_name(requirement.name), []).append(requirement.specifier)
     return found
 
 
@@ -112,18 +116,39 @@ def wheel_requirements(path: Path) -> list[Requirement]:
 # --------------------------------------------------------------------------------------------
 # Step 1: gather
 # --------------------------------------------------------------------------------------------
-def plan_gather(course: dict[str, str | None], torch_needs: set[str], pins: dict[str, str],
+def plan_gather(course: dict[str, str | None], torch_needs: set[str], constraints: dict[str, list],
                 have: dict[str, str | None] | None = None) -> list[str]:
     """The ``name==version`` specs to download: the course's closure less torch's, less what the target ``have``
-    already (except the course's pinned libraries, unless the target has exactly the pin)."""
+    already at a version every requirement on it accepts (a name listed without a version counts as accepted,
+    unless something pins it to one version)."""
     specs = []
     for name, version in sorted(course.items()):
         if name == COURSE or name in NEVER or name in torch_needs or name.startswith("nvidia-") or name == "triton":
             continue
-        if have is not None and name in have and (name not in pins or have[name] == pins[name]):
-            continue
+        if have is not None and name in have:
+            listed, specs_on_it = have[name], constraints.get(name, [])
+            if listed is None and not any(spec.operator == "==" for specs in specs_on_it for spec in specs):
+                continue
+            if listed is not None and all(specs.contains(listed, prereleases=True) for specs in specs_on_it):
+                continue
         specs.append(f"{name}=={version}" if version else name)
     return specs
+
+
+def expand_platforms(platforms: list[str]) -> list[str]:
+    """Every wheel platform a machine of these tags runs: ``manylinux_2_28_x86_64`` means glibc 2.28 or newer,
+    so ``manylinux_2_17`` to ``_2_28`` wheels, and the older names of 2.17, 2.12 and 2.5 (pip matches exactly)."""
+    expanded = []
+    for platform in platforms:
+        found = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
+        if found:
+            glibc, arch = int(found.group(1)), found.group(2)
+            expanded += [f"manylinux_2_{minor}_{arch}" for minor in range(glibc, 4, -1)]
+            expanded += [f"{name}_{arch}" for name, minor in (("manylinux2014", 17), ("manylinux2010", 12),
+                                                              ("manylinux1", 5)) if minor <= glibc]
+        else:
+            expanded.append(platform)
+    return list(dict.fromkeys(expanded))
 
 
 def gather(folder: Path, python_version: str | None, platforms: list[str], have_file: Path | None,
@@ -135,22 +160,22 @@ def gather(folder: Path, python_version: str | None, platforms: list[str], have_
         raise OfflineError(f"{COURSE} is not installed in this Python ({sys.executable}): run this from the course's "
                            ".venv (bash scripts/setup.sh, then .venv/bin/python scripts/offline.py gather ...).") from None
     wanted = [r for r in course_requirements if applies(r, env)]
-    pins = {canonicalize_name(r.name): str(r.specifier)[2:] for r in wanted if str(r.specifier).startswith("==")}
-    course = closure([COURSE], env)
+    constraints: dict[str, list] = {}
+    course = closure([COURSE], env, constraints)
     torch_needs = set(closure(["torch"], env))
     have = read_have(have_file) if have_file else None
-    specs = plan_gather(course, torch_needs, pins, have) + extras
+    specs = plan_gather(course, torch_needs, constraints, have) + extras
     folder.mkdir(parents=True, exist_ok=True)
     (folder / REQUIREMENTS_FILE).write_text("\n".join([str(r) for r in wanted] + extras) + "\n")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(folder)]
     if python_version:
         command += ["--python-version", python_version, "--implementation", "cp"]
-    for platform in platforms:
+    for platform in expand_platforms(platforms):
         command += ["--platform", platform]
     print(f"gathering {len(specs)} wheels into {folder} ...", flush=True)
     if subprocess.run(command + specs).returncode != 0:
-        raise OfflineError("pip download failed (its message is above): for a package with no wheel for that "
-                           "platform, add --platform manylinux_2_N_x86_64 with other N (pip matches N exactly).")
+        raise OfflineError("pip download failed (its message is above): a package with no wheel for that Python and "
+                           "platform (a newer glibc? --platform manylinux_2_N_x86_64 with the node's glibc 2.N).")
     return specs
 
 
@@ -229,10 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("folder", type=Path)
     g.add_argument("--python-version", help="the target's Python, e.g. 3.12 (default: this one's)")
     g.add_argument("--platform", action="append", default=[],
-                   help="a wheel platform tag of the target, e.g. manylinux_2_28_x86_64; repeat for several "
-                        "(default: this machine's)")
-    g.add_argument("--have", type=Path, metavar="FILE", help="the target's `pip list --format=freeze` (or one name a "
-                   "line): leave out what it has, except the course's pinned libraries at another version")
+                   help="the target's wheel platform, e.g. manylinux_2_28_x86_64 for glibc 2.28 or newer (ldd --version "
+                        "there says which; older manylinux tags are added); default: this machine's")
+    g.add_argument("--have", type=Path, metavar="FILE", help="the target's `pip list --format=freeze`: leave out what "
+                   "it has at a version the course accepts (a bare name a line: whatever its version, unless pinned)")
     g.add_argument("--extra", action="append", default=[], metavar="NAME==VERSION",
                    help="one more package, without its dependencies (e.g. torchao==0.18.0 for notebook 10's int8)")
     i = steps.add_parser("install", help="on the target: install what this Python lacks, beside its torch")

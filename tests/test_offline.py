@@ -47,14 +47,23 @@ def test_install_names_the_first_requirement_nothing_meets():
                              {"numpy": "1.26.4"}, ENV)
 
 
-def test_gather_leaves_out_torch_its_needs_and_what_the_target_has_except_other_pins():
+def test_gather_leaves_out_torch_its_needs_and_what_the_target_has_at_a_version_the_course_accepts():
+    from packaging.specifiers import SpecifierSet
+
     course = {"audioldm2-faster": "0.1.0", "torch": "2.13.0", "sympy": "1.14.0", "diffusers": "0.42.1",
-              "transformers": "5.23.0", "numpy": "2.4.6", "librosa": "0.11.0", "nvidia-cublas": "13.0"}
-    pins = {"diffusers": "0.42.1", "transformers": "5.23.0"}
-    assert offline.plan_gather(course, {"torch", "sympy"}, pins) == [
-        "diffusers==0.42.1", "librosa==0.11.0", "numpy==2.4.6", "transformers==5.23.0"]
-    have = {"numpy": "2.5.2", "transformers": "5.17.0", "diffusers": "0.42.1"}  # e.g. a GPU image's pip list
-    assert offline.plan_gather(course, {"torch", "sympy"}, pins, have) == ["librosa==0.11.0", "transformers==5.23.0"]
+              "transformers": "5.23.0", "numpy": "2.4.6", "librosa": "0.11.0", "tokenizers": "0.23.3",
+              "nvidia-cublas": "13.0"}
+    constraints = {"diffusers": [SpecifierSet("==0.42.1")], "transformers": [SpecifierSet("==5.23.0")],
+                   "numpy": [SpecifierSet(">=1.26"), SpecifierSet(">=1.17")], "tokenizers": [SpecifierSet("<0.24,>=0.23.1")]}
+    assert offline.plan_gather(course, {"torch", "sympy"}, constraints) == [
+        "diffusers==0.42.1", "librosa==0.11.0", "numpy==2.4.6", "tokenizers==0.23.3", "transformers==5.23.0"]
+    # e.g. a GPU image's pip list: its numpy and diffusers do, its transformers and tokenizers do not
+    have = {"numpy": "2.5.2", "transformers": "5.17.0", "diffusers": "0.42.1", "tokenizers": "0.22.0"}
+    assert offline.plan_gather(course, {"torch", "sympy"}, constraints, have) == [
+        "librosa==0.11.0", "tokenizers==0.23.3", "transformers==5.23.0"]
+    bare = {"transformers": None, "numpy": None}  # names without versions: left out, unless pinned
+    assert offline.plan_gather(course, {"torch", "sympy"}, constraints, bare) == [
+        "diffusers==0.42.1", "librosa==0.11.0", "tokenizers==0.23.3", "transformers==5.23.0"]
 
 
 def _python_with_torch_only(folder: Path) -> dict:
@@ -119,3 +128,10 @@ def test_the_gpu_command_refuses_to_write_inside_the_course(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "inside the course's folder" in done.stderr
     assert not (ROOT / "bench-out").exists()
+
+
+def test_a_glibc_platform_takes_every_older_manylinux_wheel():
+    platforms = offline.expand_platforms(["manylinux_2_28_x86_64"])
+    assert platforms[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in platforms
+    assert "manylinux_2_29_x86_64" not in platforms and {"manylinux2014_x86_64", "manylinux1_x86_64"} <= set(platforms)
+    assert offline.expand_platforms(["macosx_11_0_arm64"]) == ["macosx_11_0_arm64"]
