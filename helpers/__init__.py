@@ -23,7 +23,9 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
   ``flops``: each stage's operations against the device's peak (notebook 09).
 * ``prompts``, ``fusing``, ``deep_cache``: beyond the blog (notebook 10): both prompts encoded in one batch,
   QKV projections fused, the UNet's deep features reused between steps.
-* ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled.
+* ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled; compiled-or-eager modules.
+* ``quantizing``: the UNet's linear layers in int8 (notebook 10): PyTorch's dynamic int8 on a CPU, torchao's on a GPU.
+* ``bench``: ``python -m helpers.bench``, the whole course's measurements in one process, with a deadline.
 * ``results``: the log every measurement is appended to, read back as a table.
 * ``listening``, ``plots``: players, side-by-side comparisons, spectrograms, charts.
 * ``environment``: versions, device, and known problems. ``errors``: the course's errors.
@@ -34,8 +36,8 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
   GitHub address, spelled out in every badge and install cell.
 """
 
-from helpers import (blog, compiling, deep_cache, errors, flops, fusing, memory, precision, prompts, recipe, settings,
-                     stages)
+from helpers import (blog, compiling, deep_cache, diagram, errors, flops, fusing, memory, precision, prompts,
+                     quantizing, recipe, settings, stages)
 from helpers.checkpoints import describe_checkpoint
 from helpers.environment import environment_report
 from helpers.generating import generate
@@ -46,13 +48,11 @@ from helpers.memory import peak_memory
 from helpers.plots import plot_clips, plot_spectrogram, plot_speedups, plot_stages, spectral_distance
 from helpers.session import setup
 from helpers.timing import estimate_step_costs, synchronize, time_once, time_runs
-from helpers import diagram  # the pipeline in one picture (notebooks 00, 06, 08, 09)
 
 __all__ = [
-    "blog", "clap_score", "compare", "compiling", "deep_cache", "default_device", "describe_checkpoint",
+    "blog", "clap_score", "compare", "compiling", "deep_cache", "default_device", "describe_checkpoint", "diagram",
     "environment_report", "errors", "estimate_step_costs", "flops", "fusing", "generate", "load_pipeline", "measure",
-    "memory", "note_if_smoke", "peak_memory", "precision", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_stages",
-    "prompts", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance",
-    "stages", "synchronize", "time_once", "time_runs",
+    "memory", "note_if_smoke", "peak_memory", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_stages",
+    "precision", "prompts", "quantizing", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings",
+    "setup", "spectral_distance", "stages", "synchronize", "time_once", "time_runs",
 ]
-__all__ += ["diagram"]

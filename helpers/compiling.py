@@ -225,3 +225,45 @@ def recompile_reasons() -> list[str]:
     from torch._dynamo.utils import guard_failures
 
     return [reason.splitlines()[0] for reasons in guard_failures.values() for reason in reasons]
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled where it works, eager where it does not
+# --------------------------------------------------------------------------------------------
+class CompiledOrEager(torch.nn.Module):
+    """``torch.compile(module, **compile_kwargs)``, that goes on with the eager ``module`` if compiling fails.
+
+    A compile fails at the first call, not at ``torch.compile``: this wrapper makes that call, and on a compile
+    failure (:func:`is_compile_failure`) calls the eager module instead; if that works, it prints one line and calls
+    the eager module from then on (the compiled one is never called again, so nothing needs resetting). If the eager
+    module fails too, its error is raised: the model's or its input's, not the compiler's. Attributes it does not
+    have (``config``, ``dtype``) are the module's, as with ``torch.compile``'s own wrapper. ``failed`` says why, or
+    is empty.
+    """
+
+    def __init__(self, module: torch.nn.Module, what: str, **compile_kwargs):
+        super().__init__()
+        self.eager, self.what, self.failed = module, what, ""
+        self.compiled = torch.compile(module, **compile_kwargs)
+
+    def forward(self, *args, **kwargs):
+        if self.failed:
+            return self.eager(*args, **kwargs)
+        try:
+            return self.compiled(*args, **kwargs)
+        except Exception as error:
+            if not is_compile_failure(error):
+                raise
+            failure = error
+        output = self.eager(*args, **kwargs)  # if this fails too, the error is the model's (or its input's)
+        cause = list(_chain(failure))[-1]  # the error the compiler met, under Dynamo's wrappers
+        first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+        self.failed = f"{type(failure).__name__}, from {type(cause).__name__}: {first_line}"
+        print(f"{self.what}: compiling failed ({self.failed}); going on with the eager model.")
+        return output
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules (eager, compiled)
+        except AttributeError:
+            return getattr(self.eager, name)

@@ -1,4 +1,4 @@
-"""Reusing the UNet's deep features on alternate steps: the DeepCache idea, small (notebook 10).
+"""Reusing the UNet's work across denoising steps: the DeepCache idea, small, and the clock caches need (notebook 10).
 
 Between two denoising steps the UNet's deep, low-resolution features change little; its shallow,
 full-resolution ones carry the detail. DeepCache (Ma et al., 2023) runs the whole UNet on one step and keeps the
@@ -8,31 +8,46 @@ the shallow part only.
 
 The blocks are switched with diffusers' own model hooks (``diffusers.hooks``, what its Pyramid Attention
 Broadcast and FasterCache use): a hook may replace a module's forward, so a skipped block returns at once.
+
+Two rules for any cache across steps, both kept here without ever reading a GPU tensor on the host (``int(t)``
+on a CUDA timestep makes the CPU wait for the GPU at every step):
+
+* it must start each generation empty. diffusers' pipelines end every call with ``maybe_free_model_hooks()``,
+  which resets the *stateful* hooks of each model that has ``_reset_stateful_cache`` (its ``CacheMixin`` models);
+  this UNet predates that mixin, so :func:`reset_after_each_generation` gives it that method;
+* where it needs the current timestep, it counts the UNet's calls and reads the whole schedule from the scheduler
+  once per generation (:func:`track_timestep`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-HOOK_NAME = "course_deep_cache"
-
 
 @dataclass
 class DeepCacheState:
+    """What the hooks share: where this generation is, and the features kept from its last full step."""
+
     interval: int  # one full step in every `interval` steps
-    calls: int = 0  # UNet calls since the generation began
-    last_timestep: float | None = None
-    features: object = field(default=None, repr=False)  # the second-to-last up block's output at the last full step
+    calls: int = 0  # UNet calls since this generation began
     reuse: bool = False  # this call: take the deep part from `features`
-    full_steps: int = 0
+    features: object = field(default=None, repr=False)  # the second-to-last up block's output at the last full step
+    full_steps: int = 0  # over every generation so far
     cached_steps: int = 0
 
 
-class _StepCounter(ModelHook):
-    """On the UNet: decides, before each call, whether this step runs in full or reuses the cache."""
+class DeepCacheStep(ModelHook):
+    """On the UNet: before each call, decide whether this step runs in full or reuses the cache.
+
+    It counts calls instead of reading the timestep, and it is stateful: the pipeline resets it when a generation
+    ends (:func:`reset_after_each_generation`), so the next one starts with a full step.
+    """
+
+    _is_stateful = True
 
     def __init__(self, state: DeepCacheState):
         super().__init__()
@@ -40,18 +55,18 @@ class _StepCounter(ModelHook):
 
     def pre_forward(self, module, *args, **kwargs):
         state = self.state
-        timestep = float(torch.as_tensor(kwargs.get("timestep", args[1] if len(args) > 1 else 0)).flatten()[0])
-        if state.last_timestep is None or timestep >= state.last_timestep:  # timesteps fall: a new generation
-            state.calls, state.features = 0, None
-        state.last_timestep = timestep
         state.reuse = state.features is not None and state.calls % state.interval != 0
         state.calls += 1
         state.cached_steps += state.reuse
         state.full_steps += not state.reuse
         return args, kwargs
 
+    def reset_state(self, module):
+        self.state.calls, self.state.reuse, self.state.features = 0, False, None
+        return module
 
-class _SkipWhenReusing(ModelHook):
+
+class SkipWhenReusing(ModelHook):
     """On a deep block: when the step reuses the cache, return at once with outputs of the right form."""
 
     def __init__(self, state: DeepCacheState, kind: str):
@@ -70,7 +85,7 @@ class _SkipWhenReusing(ModelHook):
         return hidden_states  # mid block and deeper up blocks: their output is replaced by the cache anyway
 
 
-class _KeepFeatures(ModelHook):
+class KeepFeatures(ModelHook):
     """On the second-to-last up block: remember its output at every full step."""
 
     def __init__(self, state: DeepCacheState):
@@ -83,6 +98,16 @@ class _KeepFeatures(ModelHook):
         return output
 
 
+def reset_after_each_generation(unet: torch.nn.Module) -> None:
+    """Have the pipeline reset the UNet's stateful hooks (DeepCache's, Pyramid Attention Broadcast's, ...) at the
+    end of every call, as it does for diffusers' own cache-ready models.
+
+    A generation stopped halfway (an error, Ctrl-C) never reaches that line: then call
+    ``unet._reset_stateful_cache()`` yourself before the next one.
+    """
+    unet._reset_stateful_cache = HookRegistry.check_if_exists_or_initialize(unet).reset_stateful_hooks
+
+
 def apply_deep_cache(unet: torch.nn.Module, interval: int = 2) -> DeepCacheState:
     """Run the UNet in full once every ``interval`` steps and reuse its deep features in between.
 
@@ -92,14 +117,15 @@ def apply_deep_cache(unet: torch.nn.Module, interval: int = 2) -> DeepCacheState
     if interval < 1:
         raise ValueError(f"interval must be 1 or more (one full step every `interval` steps), not {interval}.")
     state = DeepCacheState(interval=interval)
-    HookRegistry.check_if_exists_or_initialize(unet).register_hook(_StepCounter(state), HOOK_NAME)
+    HookRegistry.check_if_exists_or_initialize(unet).register_hook(DeepCacheStep(state), "deep_cache")
     deep = [(block, "down") for block in unet.down_blocks[1:]] + [(unet.mid_block, "mid")]
     deep += [(block, "up") for block in unet.up_blocks[:-2]] + [(unet.up_blocks[-2], "keep")]
     for block, kind in deep:
         registry = HookRegistry.check_if_exists_or_initialize(block)
-        registry.register_hook(_SkipWhenReusing(state, kind), HOOK_NAME)
+        registry.register_hook(SkipWhenReusing(state, kind), "deep_cache")
         if kind == "keep":
-            registry.register_hook(_KeepFeatures(state), HOOK_NAME + "_keep")
+            registry.register_hook(KeepFeatures(state), "deep_cache_keep")
+    reset_after_each_generation(unet)
     return state
 
 
@@ -108,5 +134,47 @@ def remove_deep_cache(unet: torch.nn.Module) -> None:
     for module in [unet, *unet.down_blocks, unet.mid_block, *unet.up_blocks]:
         registry = getattr(module, "_diffusers_hook", None)
         if registry is not None:
-            for name in (HOOK_NAME, HOOK_NAME + "_keep"):
+            for name in ("deep_cache", "deep_cache_keep"):
                 registry.remove_hook(name, recurse=False)
+
+
+class CurrentTimestep(ModelHook):
+    """On the UNet: counts its calls, so that :meth:`now` can say the timestep of the step it is running, as a
+    Python number, without reading the GPU at each step.
+
+    The first question in a generation reads the scheduler's whole schedule once (``timesteps.tolist()``); the count
+    goes up when a call ends, so a cache asking before, during or after the UNet's forward gets the same answer.
+    Stateful: the pipeline starts the count again after every generation.
+    """
+
+    _is_stateful = True
+
+    def __init__(self, scheduler_of: Callable[[], object]):
+        super().__init__()
+        self.scheduler_of = scheduler_of  # the pipeline's scheduler now: a notebook may swap it between calls
+        self.calls, self.schedule = 0, None
+
+    def post_forward(self, module, output):
+        self.calls += 1
+        return output
+
+    def now(self) -> float:
+        if self.schedule is None:  # the first question of this generation
+            self.schedule = self.scheduler_of().timesteps.tolist()
+        return self.schedule[min(self.calls, len(self.schedule) - 1)]
+
+    def reset_state(self, module):
+        self.calls, self.schedule = 0, None
+        return module
+
+
+def track_timestep(pipe) -> Callable[[], float]:
+    """A function that returns the current timestep of ``pipe``'s generation: the ``current_timestep_callback``
+    that diffusers' Pyramid Attention Broadcast and FasterCache ask for."""
+    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)  # the UNet's own module, compiled or not
+    hook = CurrentTimestep(lambda: pipe.scheduler)
+    registry = HookRegistry.check_if_exists_or_initialize(unet)
+    registry.remove_hook("current_timestep", recurse=False)  # one clock per UNet: a second call replaces the first
+    registry.register_hook(hook, "current_timestep")
+    reset_after_each_generation(unet)
+    return hook.now

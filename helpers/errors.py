@@ -99,3 +99,7 @@ class JobBusyError(BadJobError):
 
 class NonFiniteAudioError(CourseError):
     """A generated clip holds NaN or infinite samples (a float16 overflow): it is not saved as finished."""
+
+
+class QuantizationUnavailableError(CourseError):
+    """A quantisation the course measures cannot run here (torchao missing, or installed with another API)."""

@@ -26,6 +26,7 @@ or a CPU without AVX512-BF16 on any machine.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -133,3 +134,20 @@ def autocast_for(device: torch.device | str, dtype: torch.dtype):
     if bfloat16_autocast_pays(device, dtype):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool = True) -> Iterator[None]:
+    """TF32 for float32 matrix products and convolutions inside the block, both flags as they were after it.
+
+    TF32 runs float32 arithmetic on an NVIDIA GPU's tensor cores (Ampere and newer) with a 10-bit mantissa. Two
+    flags govern it, with different defaults: ``torch.backends.cuda.matmul.allow_tf32`` (off) and
+    ``torch.backends.cudnn.allow_tf32`` (convolutions, on). Setting both back to False afterwards would turn the
+    second off for the rest of the process; this puts back what it found. It changes nothing off CUDA.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

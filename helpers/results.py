@@ -61,11 +61,13 @@ def record(
     steps: int,
     stages: StageTimes | None = None,
     path: str | os.PathLike | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Append one measurement to the results log (``$AUDIOLDM2_RESULTS``) and return the row written.
 
     ``stages``, where the generation was split (:mod:`helpers.stages`), adds the fixed part, the cost of one step
-    and each stage's seconds (from one extra generation with hooks, so a guide beside ``median_s``).
+    and each stage's seconds (from one extra generation with hooks, so a guide beside ``median_s``). ``extra``: more
+    keys for the same line (``python -m helpers.bench`` adds what section and baseline a row belongs to).
     """
     from helpers.checkpoints import describe_checkpoint
 
@@ -91,6 +93,7 @@ def record(
         "smoke": settings.smoke_mode(),
         "versions": library_versions(),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
     }
     append_row(row, path)
     return row

@@ -2,9 +2,17 @@
 
 Once the UNet is fast (half precision, torch.compile, 20 steps instead of 200), the parts that run once per clip
 can be most of what is left, and no optimisation of the UNet can remove them (Amdahl's law). To see it we time
-every call of each part: a forward hook before and after it, with a synchronise, so that GPU work queued by
-the part is counted to it (notebook 06 writes this out for the UNet alone). The hooks cost a little time of
-their own; use the split for shares, and :func:`helpers.measure` for the clip's time.
+every call of each part, with a forward hook before and after it:
+
+* on a CUDA GPU each hook records a **CUDA event**: a mark the GPU stamps with its own clock when its queue
+  reaches it. Nothing waits; all the differences are read after one synchronise at the end. So the split run
+  takes as long as an unsplit one, and the GPU work each part queued is counted to it. An event pair also counts
+  the GPU's idle time between them (a part whose kernels the CPU launches slowly shows that wait);
+* elsewhere each hook synchronises the device and reads a clock (a CPU computes as it is called, so nothing is
+  lost by waiting).
+
+The hooks cost a little time of their own; use the split for shares, and :func:`helpers.measure` for the clip's
+time.
 """
 
 from __future__ import annotations
@@ -76,24 +84,45 @@ class StageTimes:
 
 
 def time_stages(pipe, generate: Callable[[], object], device: torch.device | str, *, steps: int | None = None,
-                clock: Clock = time.perf_counter) -> StageTimes:
+                clock: Clock = time.perf_counter, new_event: Callable[[], object] | None = None) -> StageTimes:
     """Call ``generate()`` once with every stage's modules timed; returns a :class:`StageTimes`.
 
-    ``generate`` must use ``pipe`` (its modules carry the hooks while it runs). ``clock`` is there for tests.
+    ``generate`` must use ``pipe`` (its modules carry the hooks while it runs). On CUDA the hooks record CUDA
+    events and nothing synchronises until the end; elsewhere they synchronise and read ``clock``. ``new_event``
+    (a factory of objects with ``record()``, ``elapsed_time(other)`` in milliseconds and ``synchronize()``, like
+    ``torch.cuda.Event(enable_timing=True)``) and ``clock`` are there for tests.
     """
-    seconds = {stage: 0.0 for stage in STAGES}
+    if new_event is None and torch.device(device).type == "cuda":
+        def new_event():
+            return torch.cuda.Event(enable_timing=True)
+
+    if new_event is not None:  # the GPU stamps each mark when it gets there; read them all at the end
+        def mark():
+            event = new_event()
+            event.record()
+            return event
+
+        def seconds_between(start, end) -> float:
+            return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
+    else:  # wait for the device, then read the clock
+        def mark():
+            synchronize(device)
+            return clock()
+
+        def seconds_between(start, end) -> float:
+            return end - start
+
+    spans: list[tuple[str, object, object]] = []  # (stage, mark before a call, mark after it)
     calls = {stage: 0 for stage in STAGES}
-    started: dict[int, float] = {}
+    started: dict[int, object] = {}
     handles = []
 
     def before(module, args):
-        synchronize(device)
-        started[id(module)] = clock()
+        started[id(module)] = mark()
 
     def after_for(stage: str, counts: bool):
         def after(module, args, output):
-            synchronize(device)
-            seconds[stage] += clock() - started.pop(id(module))
+            spans.append((stage, started.pop(id(module)), mark()))
             calls[stage] += counts  # a stage made of two modules in a row counts one call
         return after
 
@@ -101,15 +130,18 @@ def time_stages(pipe, generate: Callable[[], object], device: torch.device | str
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after_for(stage, counts=index == 0)))
     try:
-        synchronize(device)
-        start = clock()
+        start = mark()
         generate()
-        synchronize(device)
-        total_s = clock() - start
+        end = mark()
     finally:
         for handle in handles:
             handle.remove()
-    return StageTimes(seconds, calls, total_s, steps=steps, device=str(torch.device(device)))
+    if new_event is not None:
+        end.synchronize()  # the one wait: every mark before it has been stamped
+    seconds = {stage: 0.0 for stage in STAGES}
+    for stage, before_call, after_call in spans:
+        seconds[stage] += seconds_between(before_call, after_call)
+    return StageTimes(seconds, calls, seconds_between(start, end), steps=steps, device=str(torch.device(device)))
 
 
 def profile_stages(pipe, generate: Callable[[], object], device: torch.device | str, trace_path=None):

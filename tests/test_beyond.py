@@ -137,3 +137,151 @@ def test_the_recipe_on_a_cpu_batches_the_prompts_and_caches_deep_features(pipe, 
     assert isinstance(h.precision.autocast_for("cpu", torch.float32), torch.autocast)
     assert not isinstance(h.precision.autocast_for("cpu", torch.float16), torch.autocast)  # a half pipeline: no
     assert not isinstance(h.precision.autocast_for("cuda", torch.float32), torch.autocast)
+
+
+def _host_reads(monkeypatch, module_name):
+    """Count the tensor values that code of ``module_name`` reads on the host (a GPU would wait at each)."""
+    import sys
+
+    reads = []
+    for method in ("__float__", "__int__", "__bool__", "item", "tolist"):
+        original = getattr(torch.Tensor, method)
+
+        def spy(self, *args, _original=original, _method=method, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__") == module_name:
+                reads.append(_method)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, spy)
+    return reads
+
+
+def test_deep_cache_never_reads_the_timestep_and_each_generation_starts_in_full(pipe, monkeypatch):
+    reads = _host_reads(monkeypatch, "helpers.deep_cache")
+    state = h.deep_cache.apply_deep_cache(pipe.unet, interval=2)
+    first, second = _clip(pipe), _clip(pipe)
+    assert reads == []  # it counts the UNet's calls instead
+    assert state.calls == 0 and state.features is None  # the pipeline reset it at the end of each generation
+    np.testing.assert_array_equal(first, second)  # so both generations ran the same steps
+    h.deep_cache.remove_deep_cache(pipe.unet)
+
+
+def test_pyramid_attention_broadcast_is_reset_between_generations_and_told_the_timestep_without_a_read_per_step(
+        pipe, monkeypatch):
+    from diffusers.hooks import HookRegistry, PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
+
+    reference = _clip(pipe)
+    seen = []
+    timestep = h.deep_cache.track_timestep(pipe)
+    apply_pyramid_attention_broadcast(pipe.unet, PyramidAttentionBroadcastConfig(
+        spatial_attention_block_skip_range=2, current_timestep_callback=lambda: seen.append(timestep()) or seen[-1]))
+    reads = _host_reads(monkeypatch, "helpers.deep_cache")
+    first, second = _clip(pipe), _clip(pipe)
+    assert reads == ["tolist", "tolist"]  # the schedule, once per generation
+    pipe.scheduler.set_timesteps(STEPS)
+    assert sorted(set(seen), reverse=True) == pipe.scheduler.timesteps.tolist()  # the steps' own timesteps
+    assert not np.array_equal(first, reference)  # it skipped some attention
+    np.testing.assert_array_equal(first, second)  # the second generation started from the same state
+    states = [hook.state for module in pipe.unet.modules() if hasattr(module, "_diffusers_hook")
+              for hook in module._diffusers_hook.hooks.values() if hasattr(hook, "state")]
+    assert states and all(state.iteration == 0 and state.cache is None for state in states)
+    registry = HookRegistry.check_if_exists_or_initialize(pipe.unet)
+    registry.remove_hook("pyramid_attention_broadcast", recurse=True)
+    registry.remove_hook("current_timestep", recurse=False)
+    np.testing.assert_array_equal(_clip(pipe), reference)
+
+
+def test_rung_7_on_a_gpu_that_cannot_compile_says_why_in_one_line_and_stays_eager(pipe, monkeypatch, capsys):
+    monkeypatch.setattr(h.recipe, "compile_support", lambda device: (False, "Triton is not installed"))
+    changes = h.recipe.apply_beyond_the_blog(pipe, "cuda")
+    assert changes == ["prompts in one batch", "VAE decoder and vocoder eager (torch.compile cannot run here)"]
+    assert capsys.readouterr().out == "rung 7: the VAE decoder and the vocoder stay eager: Triton is not installed\n"
+    assert not isinstance(pipe.vae.decoder, h.compiling.CompiledOrEager)
+    h.recipe.remove_beyond_the_blog(pipe)
+    assert "encode_prompt" not in pipe.__dict__
+
+
+def test_rung_7_on_a_gpu_whose_compile_fails_goes_on_eager_with_one_line(pipe, monkeypatch, capsys):
+    monkeypatch.setattr(h.recipe, "compile_support", lambda device: (True, "a test GPU"))
+    reference = _clip(pipe)
+
+    def inductor(graph, inputs):  # stands in for a backend that fails on this GPU
+        raise RuntimeError("no kernels for this GPU")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: real_compile(module, backend=inductor))
+    assert h.recipe.apply_beyond_the_blog(pipe, "cuda")[-1] == "VAE decoder and vocoder compiled"
+    torch._dynamo.reset()
+    clip = _clip(pipe)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("compiling failed" in line and "going on with the eager model" in line
+                                   for line in lines)  # one line for the decoder, one for the vocoder
+    assert "no kernels for this GPU" in pipe.vae.decoder.failed
+    np.testing.assert_allclose(clip, reference, atol=1e-5)  # eager, and the batched prompts give the same numbers
+    h.recipe.remove_beyond_the_blog(pipe)
+    assert type(pipe.vae.decoder).__name__ == "Decoder" and type(pipe.vocoder).__name__ == "SpeechT5HifiGan"
+
+
+def test_tf32_puts_both_flags_back_as_they_were():
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    assert cudnn is True  # PyTorch's default: convolutions may use TF32; matrix products may not
+    with h.precision.tf32():
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (matmul, cudnn)
+    with pytest.raises(ValueError):
+        with h.precision.tf32(False):
+            assert not torch.backends.cudnn.allow_tf32
+            raise ValueError("a failed measurement")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (matmul, cudnn)
+
+
+@pytest.fixture()
+def fake_torchao(tmp_path, monkeypatch):
+    """Install a stand-in torchao whose ``torchao.quantization`` is the source given; removed afterwards."""
+    import sys
+
+    def install(quantization_source):
+        package = tmp_path / "fake_site" / "torchao"
+        (package / "quantization").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "quantization" / "__init__.py").write_text(quantization_source)
+        info = tmp_path / "fake_site" / "torchao-0.99.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torchao\nVersion: 0.99.0\n")
+        monkeypatch.syspath_prepend(str(tmp_path / "fake_site"))
+
+    real = {name: module for name, module in sys.modules.items() if name.startswith("torchao")}
+    for name in real:
+        del sys.modules[name]
+    yield install
+    for name in [name for name in sys.modules if name.startswith("torchao")]:
+        del sys.modules[name]
+    sys.modules.update(real)
+
+
+def test_int8_without_torchao_says_it_is_not_installed(monkeypatch):
+    monkeypatch.setattr(h.quantizing.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(h.errors.QuantizationUnavailableError, match="^torchao is not installed") as caught:
+        h.quantizing.torchao_int8_weight_only(torch.nn.Linear(4, 4))
+    assert "\n" not in str(caught.value)
+
+
+def test_int8_with_a_torchao_of_another_api_says_so_apart(fake_torchao):
+    fake_torchao("def int8_weight_only():\n    pass\n")  # torchao before 0.15, say
+    with pytest.raises(h.errors.QuantizationUnavailableError, match="^torchao 0.99.0 is installed but") as caught:
+        h.quantizing.torchao_int8_weight_only(torch.nn.Linear(4, 4))
+    assert "ImportError" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_int8_with_todays_torchao_quantizes_a_copy_and_leaves_inductor_alone():
+    pytest.importorskip("torchao.quantization", reason="torchao is not installed here (pip install torchao)")
+    import torch._inductor.config as inductor
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    before = (inductor.coordinate_descent_tuning, inductor.force_fuse_int_mm_with_mul)
+    quantized = h.quantizing.torchao_int8_weight_only(model)
+    assert type(model[0].weight) is torch.nn.Parameter  # the original stays float
+    assert "Int8" in type(quantized[0].weight).__name__
+    x = torch.randn(3, 64)
+    torch.testing.assert_close(quantized(x), model(x), atol=0.05, rtol=0.05)
+    assert (inductor.coordinate_descent_tuning, inductor.force_fuse_int_mm_with_mul) == before

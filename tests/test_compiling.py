@@ -206,3 +206,31 @@ def test_hitting_the_recompile_limit_under_fullgraph_is_explained(monkeypatch):
                 compiled(torch.randn(5))  # a second graph, past the limit of 1
     finally:
         torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------------------------
+# CompiledOrEager: a compile that fails at the first call goes on eager, with one line
+# --------------------------------------------------------------------------------------------
+def test_compiled_or_eager_goes_on_eager_after_a_compile_failure_and_keeps_the_modules_attributes(capsys):
+    def broken_backend(graph, inputs):
+        raise RuntimeError("no kernels for this device")
+
+    eager = torch.nn.Linear(3, 2)
+    eager.config = {"sampling_rate": 16000}  # like the vocoder's config, read by the pipeline
+    wrapped = compiling.CompiledOrEager(eager, "Compiling the test module", backend=broken_backend)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(wrapped(x), eager(x))
+    assert "no kernels for this device" in wrapped.failed
+    assert capsys.readouterr().out.splitlines() == [
+        f"Compiling the test module: compiling failed ({wrapped.failed}); going on with the eager model."]
+    torch.testing.assert_close(wrapped(x), eager(x))  # from now on the eager module, without a word
+    assert capsys.readouterr().out == ""
+    assert wrapped.config == {"sampling_rate": 16000} and wrapped.weight is eager.weight
+
+
+def test_compiled_or_eager_lets_other_errors_through():
+    wrapped = compiling.CompiledOrEager(torch.nn.Linear(3, 2), "Compiling", backend="eager")
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):  # a wrong input is the caller's bug, not a compile's
+        wrapped(torch.randn(4, 5))
+    assert wrapped.failed == ""
+    torch._dynamo.reset()
