@@ -15,8 +15,8 @@ What :func:`finish` keeps and changes:
 * **torch stays Colab's** (a CUDA build matched to its GPU and to torchvision and torchaudio). pip is told
   ``torch==<the installed version>``, so it never downloads another; if that torch is older than the course
   needs, it stops with a message instead.
-* **ipywidgets stays Colab's** (7.x: Colab's front end does not support 8). The course needs no widgets: its
-  players are plain HTML ``<audio>`` elements.
+* **ipywidgets stays Colab's** (7.x: Colab's front end does not support 8). The course asks for ``>=7.7,<9``
+  (progress bars as bars; ``h.listening.choose``), which 7.7.1 meets; its players are plain HTML ``<audio>``.
 * diffusers, transformers and the rest are brought to the versions the course pins.
 
 A library that was already imported keeps running its old code until Python restarts, so when one of those

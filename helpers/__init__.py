@@ -56,3 +56,10 @@ __all__ = [
     "precision", "prompts", "quantizing", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings",
     "setup", "spectral_distance", "stages", "synchronize", "time_once", "time_runs",
 ]
+
+# Set-up that every notebook wants, done once on import (each function's docstring says why):
+from helpers.environment import quiet_cpu_profiler  # noqa: E402
+from helpers.loading import hide_loading_bars  # noqa: E402
+
+quiet_cpu_profiler()  # no "USDT: profiler_start" lines under every profiled cell on a CPU
+hide_loading_bars()  # no stacked "Loading weights" bars from transformers and diffusers; the hub's download bar stays

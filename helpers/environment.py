@@ -6,6 +6,7 @@ versions next to it, and most "it does not run" reports come from a handful of k
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -92,6 +93,19 @@ def known_problems(versions: dict[str, str], device: str, capability: tuple[int,
     if sys.platform == "win32":
         problems.append("Windows: torch.compile's default backend is not supported; that notebook says so and goes on.")
     return problems
+
+
+def quiet_cpu_profiler() -> None:
+    """Keep torch's profiler from printing "USDT: ... profiler_start" and "profiler_stop" on every run on a CPU.
+
+    torch 2.13's profiler library (kineto) writes those two lines to the process's stderr each time a
+    ``torch.profiler.profile`` starts and stops: red lines under a cell that say nothing to a learner. Only
+    ``KINETO_LOG_LEVEL=6`` (above all of kineto's levels) silences them, and it silences kineto's errors too, which
+    on a GPU explain a profile without CUDA events (CUPTI's), so this is done where there is no CUDA GPU, and
+    never over a value you set yourself. ``import helpers`` calls it.
+    """
+    if not torch.cuda.is_available():
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 
 def environment_report() -> EnvironmentReport:

@@ -1,11 +1,12 @@
-"""Listening: play one clip, compare several side by side, save WAV files.
+"""Listening: play one clip, compare several side by side, choose among many, save WAV files.
 
 An ear is the final judge of an optimisation: a faster pipeline that sounds worse is no win. The players
-are plain HTML ``<audio>`` elements with the sound inside them (``IPython.display.Audio``), not widgets:
-they show in Colab, JupyterLab, VS Code and in a saved, executed notebook alike, and they do not stall a
-headless run. (An ipywidgets ``Output`` holding audio does: nbclient sends every output captured in it
-back to the kernel on the channel it is waiting on for the cell's reply, and that reply can be missed
-until the cell's timeout; jupyter/nbclient issue 312.)
+are plain HTML ``<audio>`` elements with the sound inside them (``IPython.display.Audio``): they show in
+Colab, JupyterLab, VS Code and in a saved, executed notebook alike, and they do not stall a headless run.
+:func:`choose` adds one widget, for a live notebook: radio buttons that switch a single player between
+many clips. It replaces the player's HTML; it never puts audio inside an ipywidgets ``Output``, which can stall
+a headless run (nbclient sends every output captured in it back to the kernel on the channel it is waiting
+on for the cell's reply, and that reply can be missed until the cell's timeout; jupyter/nbclient issue 312).
 """
 
 from __future__ import annotations
@@ -53,15 +54,51 @@ def play(audio, sampling_rate: int = SAMPLING_RATE):
 
 
 def compare(clips: Mapping[str, object], sampling_rate: int = SAMPLING_RATE):
-    """Players side by side, each under its label, for A/B listening with the same seed."""
+    """Players side by side, each under its label, for A/B listening with the same seed.
+
+    They wrap onto the next line when the page is narrower than the row (a laptop's JupyterLab, many clips).
+    """
     from IPython.display import HTML
 
-    columns = "".join(
-        f'<td style="padding-right: 1em; vertical-align: top"><b>{html.escape(label)}</b><br>'
-        f"{play(audio, sampling_rate)._repr_html_()}</td>"
+    players = "".join(
+        f'<div style="margin: 0 1.5em 0.5em 0"><b>{html.escape(label)}</b><br>{player_html(audio, sampling_rate)}</div>'
         for label, audio in clips.items()
     )
-    return HTML(f"<table><tr>{columns}</tr></table>")
+    return HTML(f'<div style="display: flex; flex-wrap: wrap; align-items: flex-start">{players}</div>')
+
+
+def player_html(audio, sampling_rate: int = SAMPLING_RATE, autoplay: bool = False) -> str:
+    """The HTML of one clip's player (an ``<audio>`` element with the sound inside), or why there is none."""
+    from IPython.display import Audio
+
+    if problem := not_finite(audio):
+        return f"<p>Nothing to play: this clip is {html.escape(problem)}.</p>"
+    return Audio(as_mono(audio), rate=sampling_rate, autoplay=autoplay)._repr_html_()
+
+
+def choose(clips: Mapping[str, object], sampling_rate: int = SAMPLING_RATE, description: str = "listen to"):
+    """One player and a radio button per clip: click a label and its clip plays (ipywidgets 7, as on Colab, or 8).
+
+    For many clips of one run (every rung of the ladder, every scheduler and step count), switching one player
+    compares by ear better than a row of players. Each clip's player is made once; a click replaces the HTML
+    widget's value (no ``Output`` widget: see this module's docstring). A saved notebook keeps the widget only
+    where widgets are rendered, so use :func:`compare` for what must show everywhere.
+    """
+    import ipywidgets as widgets
+
+    if not clips:
+        raise ValueError("choose() needs at least one clip: a mapping such as {'float32': audio, 'float16': audio}.")
+    players = {label: player_html(audio, sampling_rate, autoplay=True) for label, audio in clips.items()}
+    first = next(iter(players))
+    buttons = widgets.RadioButtons(options=list(players), value=first, description=description,
+                                   style={"description_width": "initial"}, layout={"width": "max-content"})
+    player = widgets.HTML(value=player_html(clips[first], sampling_rate))  # the first one does not start by itself
+
+    def show(change) -> None:
+        player.value = players[change["new"]]
+
+    buttons.observe(show, names="value")
+    return widgets.VBox([buttons, player])
 
 
 def save_wav(audio, path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE) -> Path | None:

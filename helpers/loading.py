@@ -217,3 +217,23 @@ def load_pipeline(
         pipe.enable_model_cpu_offload(device=device)
         return pipe
     return pipe.to(device)
+
+
+def hide_loading_bars() -> None:
+    """No "Loading weights" or "Loading pipeline components" bars from here on; the hub's download bars stay.
+
+    Loading an AudioLDM 2 pipeline draws a transformers bar per model and a diffusers bar over them: a dozen
+    stacked bars (red lines in a saved notebook) for a step that takes seconds from disk. ``import helpers``
+    calls this once. A download (the real checkpoint's first load: minutes, about 4 GB) is worth watching, so
+    huggingface_hub's bars are left as they were (transformers' switch turns them off too). To see the loading
+    bars again: ``transformers.utils.logging.enable_progress_bar()``, ``diffusers.utils.logging.enable_progress_bar()``.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    hub_bars_on = not are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
+    if hub_bars_on:
+        enable_progress_bars()

@@ -6,8 +6,11 @@ the natural picture to put next to a clip.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
+from helpers import settings
 from helpers.listening import SAMPLING_RATE, as_mono, not_finite
 
 
@@ -77,29 +80,46 @@ def plot_clips(clips: dict, sampling_rate: int = SAMPLING_RATE):
     return fig
 
 
-def plot_speedups(labels: list[str], seconds: list[float], title: str = "Latency per 10.24 s clip"):
-    """A horizontal bar chart of latency, each bar annotated with its speed-up over the first."""
+def with_smoke_note(title: str, smoke: bool | None = None) -> str:
+    """``title``, plus "(smoke run: these figures measure nothing)" in a smoke run (``None``: ask the settings)."""
+    smoke = settings.smoke_mode() if smoke is None else smoke
+    return f"{title} (smoke run: these figures measure nothing)" if smoke else title
+
+
+def plot_speedups(labels: list[str], seconds: list[float], title: str = "Latency per 10.24 s clip",
+                  smoke: bool | None = None):
+    """A horizontal bar chart of latency, each bar annotated with its speed-up over the first.
+
+    ``smoke``: ``None`` asks :func:`helpers.settings.smoke_mode`. A smoke run's bars time capped generations, so
+    the title says so; pass ``smoke=False`` for figures quoted from elsewhere (the blog's). Long titles wrap and
+    the layout makes room for long labels (matplotlib's constrained layout), so that nothing is cut.
+    """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.5))
+    title = with_smoke_note(title, smoke)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.8), layout="constrained")
     positions = np.arange(len(labels))[::-1]
     ax.barh(positions, seconds, color="tab:blue")
-    ax.set_yticks(positions, labels)
+    ax.set_yticks(positions, [textwrap.shorten(label, 60, placeholder=" ...") for label in labels])
     for position, value in zip(positions, seconds):
         ax.text(value, position, f"  {value:.3g} s ({seconds[0] / value:.1f}x)", va="center")
-    ax.set(xlabel="median seconds (lower is faster)", title=title)
+    ax.set(xlabel="median seconds (lower is faster)")
+    fig.suptitle(textwrap.fill(title, 70))  # centred on the figure, not on axes pushed right by long labels
     ax.set_xlim(0, max(seconds) * 1.45)
-    fig.tight_layout()
     return fig
 
 
-def plot_stages(stage_times: dict, title: str = "Where one generation's time goes"):
-    """Stacked bars: for each label, the seconds of each stage of a :class:`helpers.stages.StageTimes`."""
+def plot_stages(stage_times: dict, title: str = "Where one generation's time goes", smoke: bool | None = None):
+    """Stacked bars: for each label, the seconds of each stage of a :class:`helpers.stages.StageTimes`.
+
+    ``smoke``: ``None`` asks :func:`helpers.settings.smoke_mode`; a smoke run's title says that it measures nothing.
+    """
     import matplotlib.pyplot as plt
 
+    title = with_smoke_note(title, smoke)
     labels = list(stage_times)
     stages = [*next(iter(stage_times.values())).seconds, "everything else"]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(labels)))
+    fig, ax = plt.subplots(figsize=(9, 2.4 + 0.5 * len(labels)), layout="constrained")
     left = np.zeros(len(labels))
     for stage in stages:
         widths = np.array([times.other_s if stage == "everything else" else times.seconds[stage]
@@ -107,8 +127,7 @@ def plot_stages(stage_times: dict, title: str = "Where one generation's time goe
         ax.barh(labels, widths, left=left, label=stage)
         left += widths
     ax.set_xlabel("seconds (each stage synchronised)")
-    ax.set_title(title)
     ax.invert_yaxis()
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize="small")
-    fig.tight_layout()
+    fig.suptitle(textwrap.fill(title, 70))
+    fig.legend(loc="outside lower center", ncol=4, fontsize="small")  # below the axis label, never over it
     return ax

@@ -1,12 +1,17 @@
 """The course command: a run folder with the executed notebooks, a results table and a chart."""
 
+import json
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import run_course
+from helpers.run_course import SUMMARY_COLUMNS
 
 
 def _notebook(folder, name, *sources):
@@ -53,7 +58,55 @@ def test_summary_has_a_ladder_table_and_chart(tmp_path):
     assert (run / "ladder.png").stat().st_size > 1000
 
 
-def test_a_cell_that_runs_too_long_is_stopped_reported_and_the_run_goes_on(tmp_path):
+def test_without_a_ladder_each_speedup_is_over_its_notebooks_first_row_and_each_bar_names_its_notebook(
+        tmp_path, monkeypatch):
+    from helpers.results import append_row
+
+    run = tmp_path / "run"
+    base = {"device_name": "CPU", "dtype": "float32", "steps": 2, "audio_seconds": 2.56, "model_id": "x",
+            "checkpoint_kind": "tiny", "smoke": True, "versions": {"torch": "2.13.0"}}
+    for notebook, configuration, seconds in [("01_baseline", "float32, DDIM 2 steps", 1.0),
+                                             ("02_negative_prompt", "float32, DDIM 2 steps", 4.0),
+                                             ("02_negative_prompt", "negative prompt", 2.0)]:
+        append_row({**base, "notebook": notebook, "configuration": configuration, "median_s": seconds},
+                   run / "results.jsonl")
+    from helpers import plots
+
+    charted, real_plot = {}, plots.plot_speedups
+
+    def spy(labels, seconds, title, smoke=None):
+        charted.update(labels=labels, title=title, smoke=smoke)
+        return real_plot(labels, seconds, title=title, smoke=smoke)
+
+    monkeypatch.setattr("helpers.plots.plot_speedups", spy)
+    summary = run_course.write_summary(run).read_text()
+    assert "| 01_baseline | float32, DDIM 2 steps | CPU | float32 | 2 | 2.56 | 1 | 1 |" in summary
+    assert "| 02_negative_prompt | float32, DDIM 2 steps | CPU | float32 | 2 | 2.56 | 4 | 1 |" in summary
+    assert "| 02_negative_prompt | negative prompt | CPU | float32 | 2 | 2.56 | 2 | 2 |" in summary
+    assert "speedup: over the first measurement of the same notebook" in summary
+    assert charted["labels"] == ["01 · float32, DDIM 2 steps", "02 · float32, DDIM 2 steps", "02 · negative prompt"]
+    assert charted["smoke"] is True and "CPU" in charted["title"]
+
+
+def test_the_chart_keeps_a_long_title_and_long_labels_inside_the_picture():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers.plots import plot_speedups
+
+    labels = ["1. float32, DDIM 200 steps, classic attention, no negative prompt", "7. beyond the blog"]
+    figure = plot_speedups(labels, [10.0, 0.5], smoke=True,
+                           title="Median latency on CPU (2 cores, x86_64): every measurement (notebook · configuration)")
+    figure.canvas.draw()
+    inside = figure.bbox
+    [title] = [text for text in figure.findobj(matplotlib.text.Text) if text.get_text().startswith("Median")]
+    for text in [title, *figure.axes[0].get_yticklabels()]:
+        box = text.get_window_extent()
+        assert box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y1 <= inside.y1, text.get_text()
+    assert "smoke run" in title.get_text() and max(map(len, title.get_text().splitlines())) <= 70
+
+
+def test_a_cell_that_runs_too_long_is_stopped_reported_and_the_run_goes_on(tmp_path, capfd):
     stuck = _notebook(tmp_path, "01_stuck.ipynb", "print('before')", "import time\ntime.sleep(3600)", "print('never')")
     dies = _notebook(tmp_path, "02_dies.ipynb", "import os\nos._exit(1)")
     fine = _notebook(tmp_path, "03_fine.ipynb", "print('after')")
@@ -70,6 +123,61 @@ def test_a_cell_that_runs_too_long_is_stopped_reported_and_the_run_goes_on(tmp_p
     summary = run_course.write_summary(run, failures).read_text()
     assert "## Notebooks that did not finish" in summary
     assert "`01_stuck.ipynb`: cell 1 ran for more than 5 s" in summary
+    # The runner's lines are its own: one per notebook, no kernel warning, no traceback of the kernel it stopped.
+    printed = capfd.readouterr()
+    assert [re.sub(r"\d+ s$", "N s", line) for line in printed.out.splitlines()] == [
+        "- 01_stuck.ipynb ... FAILED in N s", "- 02_dies.ipynb ... FAILED in N s", "- 03_fine.ipynb ... done in N s"]
+    assert printed.err == ""
+    assert "ZMQError" in (run / "01_stuck.kernel.log").read_text()  # the stopped kernel's own complaint, kept aside
+    assert not (run / "03_fine.kernel.log").exists()  # a kernel with nothing to say leaves no log
+
+
+def test_a_progress_bar_is_saved_as_the_line_it_ended_on(tmp_path, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the tests' setting; a reader's kernel draws its bars
+    bar = _notebook(tmp_path, "01_bar.ipynb", "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n    pass",
+                    "import ipywidgets\nipywidgets.IntSlider()")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert run_course.run_notebooks([bar], run, cell_timeout_s=60) == {}
+    saved = nbformat.read(run / "01_bar.ipynb", as_version=4)
+    [output] = saved.cells[0].outputs  # a widget in the kernel (ipywidgets is there: no TqdmWarning) ...
+    assert list(output.data) == ["text/plain"]  # ... saved as the line it ended on
+    assert re.fullmatch(r"steps: 100%\|██████████\| 3/3 \[.*\]", output.data["text/plain"])
+    [slider] = saved.cells[1].outputs  # any other widget is kept, with its state
+    assert "application/vnd.jupyter.widget-view+json" in slider.data
+    assert saved.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+
+
+def test_a_run_stopped_from_outside_says_so_saves_what_ran_and_writes_the_summary(tmp_path):
+    started = tmp_path / "cell 1 started"
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks, "01_long.ipynb", "print('before')",
+              f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(600)", "print('never')")
+    _notebook(notebooks, "02_next.ipynb", "print('never either')")
+    driver = (f"import sys; from pathlib import Path; from helpers import run_course\n"
+              f"run_course.NOTEBOOKS_DIR = Path({str(notebooks)!r})\n"
+              f"sys.exit(run_course.main(['--out', {str(tmp_path / 'run')!r}]))")
+    runner = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=run_course.NOTEBOOKS_DIR.parent)
+    try:
+        while not started.exists():  # the cell has started: it wrote the file
+            assert runner.poll() is None, runner.communicate()
+            time.sleep(0.1)
+        runner.send_signal(signal.SIGTERM)
+        out, err = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 128 + signal.SIGTERM
+    assert err.strip() == ("01_long.ipynb: stopped from outside (SIGTERM) while cell 1 ran; what ran is saved in "
+                           f"{tmp_path / 'run'}")
+    assert "- 01_long.ipynb ... STOPPED after" in out and "02_next" not in out
+    partial = nbformat.read(tmp_path / "run" / "01_long.ipynb", as_version=4)
+    assert partial.cells[0].outputs[0]["text"] == "before\n"
+    assert not (tmp_path / "run" / "02_next.ipynb").exists()
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "- `01_long.ipynb`: stopped from outside (SIGTERM) while cell 1 ran" in summary
 
 
 def test_an_error_of_the_runner_itself_says_where_it_was_raised(tmp_path, monkeypatch):
@@ -107,3 +215,91 @@ def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(
     assert "SMOKE RUN" in text
     # A second run the same day on the same device keeps the first file.
     assert run_course.write_results_file(tmp_path / "run", results, {}, "again").name.endswith("-2.md")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The whole course, run once on the tiny checkpoint in smoke mode (the course_run fixture in conftest.py)
+# ------------------------------------------------------------------------------------------------------------
+# A cell plots when its code calls one of the course's plot helpers, pyplot, or a .plot( method (pandas, Axes).
+PLOTTING = re.compile(r"\bh\.(?:plots\.)?plot_\w+\(|\bplt\.\w+\(|\.plot\(")
+# The cells that load the pipeline (h.setup in every notebook after 00; 00 does it by hand).
+LOADING = re.compile(r"\bh\.setup\(|\bload_pipeline\(|\.from_pretrained\(")
+
+
+def _code(cell) -> str:
+    """A code cell's source without comments: a plot named in a comment draws nothing."""
+    return "\n".join(line.split("#", 1)[0] for line in cell.source.splitlines())
+
+
+def _stream(cell, name: str) -> str:
+    return "".join(output.get("text", "") for output in cell.outputs
+                   if output.output_type == "stream" and output.name == name)
+
+
+def _executed(course_run):
+    notebooks = sorted(course_run.folder.glob("[0-9][0-9]_*.ipynb"))
+    assert [path.name for path in notebooks] == [path.name for path in run_course.course_notebooks()]
+    return {path.name: nbformat.read(path, as_version=4) for path in notebooks}
+
+
+def test_the_course_run_says_one_line_per_notebook_and_finishes(course_run):
+    done = course_run.done
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    notebook_lines = [line for line in lines if line.startswith("- ")]
+    assert len(notebook_lines) == len(run_course.course_notebooks())
+    for line in notebook_lines:  # nothing of a kernel's own in between ("Kernel is running over TCP ...")
+        assert re.fullmatch(r"- \d\d_\w+\.ipynb \.\.\. done in \d+ s", line), line
+    assert done.stderr == ""
+    assert "Traceback" not in done.stdout and "WARNING" not in done.stdout
+
+
+def test_every_plotting_cell_of_the_course_run_saved_its_image(course_run):
+    missing = []
+    for name, notebook in _executed(course_run).items():
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code" or not PLOTTING.search(_code(cell)):
+                continue
+            has_image = any("image/png" in output.get("data", {}) for output in cell.outputs)
+            said_why_not = "no chart" in _stream(cell, "stdout")  # a cell that plots only sometimes says so
+            if not (has_image or said_why_not):
+                missing.append(f"{name} cell {index}: {cell.source.splitlines()[0]}")
+    assert not missing, "plotting cells saved without an image:\n" + "\n".join(missing)
+
+
+def test_the_course_run_has_no_tqdm_warning_and_its_loading_cells_at_most_one_line_of_stderr(course_run):
+    loading_cells = 0
+    for name, notebook in _executed(course_run).items():
+        assert "TqdmWarning" not in json.dumps([cell.get("outputs", []) for cell in notebook.cells]), name
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code" and LOADING.search(_code(cell)):
+                loading_cells += 1
+                stderr = _stream(cell, "stderr")
+                assert len(stderr.splitlines()) <= 1, f"{name} cell {index} says on stderr:\n{stderr}"
+    assert loading_cells >= len(run_course.course_notebooks())  # every notebook loads the pipeline
+
+
+def test_the_course_run_notebooks_are_signed_and_name_their_kernel_as_jupyterlab_does(course_run):
+    from nbformat.sign import NotebookNotary
+
+    notary = NotebookNotary(data_dir=str(course_run.jupyter_data))
+    expected = run_course.kernelspec_metadata("python3")
+    for name, notebook in _executed(course_run).items():
+        assert notary.check_signature(notebook), f"{name} is not signed: JupyterLab would not trust its HTML"
+        assert notebook.metadata.kernelspec == expected, name
+        assert notebook.metadata.language_info["name"] == "python"  # nbclient copies the kernel's language_info
+    assert expected["display_name"]  # e.g. "Python 3 (ipykernel)": what Lab writes when the kernel starts
+
+
+def test_the_course_run_summary_has_a_speedup_for_every_measurement_and_a_chart(course_run):
+    from helpers.results import read_table
+
+    table = read_table(course_run.folder / "results.jsonl")
+    assert not table.empty
+    summary = (course_run.folder / "summary.md").read_text()
+    every = summary.split("## Every measurement of the run", 1)[1]
+    rows = [line for line in every.splitlines() if line.startswith("| ") and not line.startswith("| notebook")]
+    assert len(rows) == len(table)
+    speedup = SUMMARY_COLUMNS.index("speedup") + 1  # +1: the empty field before the first "|"
+    assert all(row.split("|")[speedup].strip() for row in rows), "a row without a speed-up"
+    assert (course_run.folder / "ladder.png").stat().st_size > 1000
