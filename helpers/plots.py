@@ -87,12 +87,15 @@ def with_smoke_note(title: str, smoke: bool | None = None) -> str:
 
 
 def plot_speedups(labels: list[str], seconds: list[float], title: str = "Latency per 10.24 s clip",
-                  smoke: bool | None = None):
+                  smoke: bool | None = None, speedups: list[str] | None = None):
     """A horizontal bar chart of latency, each bar annotated with its speed-up over the first.
 
-    ``smoke``: ``None`` asks :func:`helpers.settings.smoke_mode`. A smoke run's bars time capped generations, so
-    the title says so; pass ``smoke=False`` for figures quoted from elsewhere (the blog's). Long titles wrap and
-    the layout makes room for long labels (matplotlib's constrained layout), so that nothing is cut.
+    ``speedups``: the text beside each bar instead, e.g. a table's column from
+    :func:`helpers.timing.speedup_text`, so that a difference below the noise floor reads "within noise" on the
+    chart as in the table ("" for none). ``smoke``: ``None`` asks :func:`helpers.settings.smoke_mode`. A smoke
+    run's bars time capped generations, so the title says so; pass ``smoke=False`` for figures quoted from
+    elsewhere (the blog's). Long titles wrap and the layout makes room for long labels (matplotlib's constrained
+    layout), so that nothing is cut.
     """
     import matplotlib.pyplot as plt
 
@@ -101,8 +104,9 @@ def plot_speedups(labels: list[str], seconds: list[float], title: str = "Latency
     positions = np.arange(len(labels))[::-1]
     ax.barh(positions, seconds, color="tab:blue")
     ax.set_yticks(positions, [textwrap.shorten(label, 60, placeholder=" ...") for label in labels])
-    for position, value in zip(positions, seconds):
-        ax.text(value, position, f"  {value:.3g} s ({seconds[0] / value:.1f}x)", va="center")
+    notes = speedups if speedups is not None else [f"{seconds[0] / value:.1f}x" for value in seconds]
+    for position, value, note in zip(positions, seconds, notes):
+        ax.text(value, position, f"  {value:.3g} s" + (f" ({note})" if note else ""), va="center")
     ax.set(xlabel="median seconds (lower is faster)")
     fig.suptitle(textwrap.fill(title, 70))  # centred on the figure, not on axes pushed right by long labels
     ax.set_xlim(0, max(seconds) * 1.45)

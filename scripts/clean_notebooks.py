@@ -30,6 +30,10 @@ def clean(notebook, name: str = "") -> None:
     """
     notebook.metadata = {k: v for k, v in notebook.metadata.items() if k in KEPT_METADATA}
     notebook.metadata["language_info"] = {"name": "python"}
+    # What JupyterLab writes when ipykernel's kernel starts: with anything else, Lab rewrites it and shows the
+    # notebook modified. (Lab also fills language_info in with the kernel's Python version, which no committed
+    # value can match on every reader's machine.)
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     notebook.nbformat, notebook.nbformat_minor = 4, 5
     seen = set()
     for index, cell in enumerate(notebook.cells):

@@ -135,7 +135,7 @@ def test_every_lesson_after_00_starts_with_the_one_setup_call(number):
 
 @pytest.mark.parametrize("number, calls", [
     ("03", [r"pipe\.unet\.set_attn_processor\(AttnProcessor2_0\(\)\)"]),
-    ("04", [r"AudioLDM2Pipeline\.from_pretrained\([^)]*torch_dtype=torch\.float16",
+    ("04", [r"AudioLDM2Pipeline\.from_pretrained\([^)]*\bdtype=torch\.float16",
             r"torch\.autocast\(device\.type, dtype=torch\.bfloat16\)"]),
     ("05", [r"torch\.compile\(pipe\.unet, mode=\"reduce-overhead\", fullgraph=True\)"]),
     ("06", [r"DPMSolverMultistepScheduler\.from_config\(pipe\.scheduler\.config\)"]),

@@ -50,6 +50,10 @@ def test_plots_show_64_mel_bins_and_label_speedups_against_the_first_bar():
     assert plots.plot_waveform(TONE).lines
     figure = plots.plot_speedups(["baseline", "fast"], [10.0, 1.0])
     assert "10.0x" in " ".join(t.get_text() for t in figure.axes[0].texts)
+    # A difference below the noise floor reads as the table says it, not as a ratio.
+    figure = plots.plot_speedups(["baseline", "same again"], [10.0, 9.6], speedups=["", "within noise"])
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts == ["  10 s", "  9.6 s (within noise)"]
 
 
 def test_environment_report_names_the_installed_versions_and_the_gpt2_problem_first():
