@@ -51,6 +51,13 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
+def artefacts() -> dict:
+    """Name -> folder of what a test keeps for a person to look at; listed at the end of the run. (A fixture, not
+    ``import conftest``: with tests/faults/conftest.py beside it, that name can mean another file.)"""
+    return ARTEFACTS
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
     return TINY_CHECKPOINT
 

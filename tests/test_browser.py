@@ -24,8 +24,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import conftest
-
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 # Flags that work in a container as root, offline: no sandbox, no GPU, nothing fetched in the background.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -86,10 +84,10 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def screenshots() -> Path:
+def screenshots(artefacts) -> Path:
     folder = Path(os.environ.get("AUDIOLDM2_SCREENSHOTS") or tempfile.mkdtemp(prefix="audioldm2-screenshots-"))
     folder.mkdir(parents=True, exist_ok=True)
-    conftest.ARTEFACTS["browser screenshots (tests/test_browser.py)"] = folder
+    artefacts["browser screenshots (tests/test_browser.py)"] = folder
     return folder
 
 

@@ -192,20 +192,23 @@ def test_a_new_shape_recompiles_once_then_automatic_dynamic_shapes_take_over():
     assert compiling.recompile_reasons() == []
 
 
-def test_hitting_the_recompile_limit_under_fullgraph_is_explained(monkeypatch):
+def test_hitting_the_recompile_limit_under_fullgraph_is_explained():
     import torch._dynamo
 
     torch._dynamo.reset()
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    monkeypatch.setattr(torch._dynamo.config, "automatic_dynamic_shapes", False)  # every new size: a new graph
-    compiled = torch.compile(lambda x: torch.cos(x) + 1, backend="eager", fullgraph=True)
-    compiled(torch.randn(3))
-    try:
-        with pytest.raises(CompileUnavailableError, match="dynamic=True"):
-            with compiling.explain_compile_failure("Compiling the UNet"):
-                compiled(torch.randn(5))  # a second graph, past the limit of 1
-    finally:
-        torch._dynamo.reset()
+    limit = torch._dynamo.config.recompile_limit
+    # torch's own patch, not monkeypatch: undoing a monkeypatch on a config module deletes the setting (hides it).
+    # automatic_dynamic_shapes off: every new size, a new graph.
+    with torch._dynamo.config.patch(recompile_limit=1, automatic_dynamic_shapes=False):
+        compiled = torch.compile(lambda x: torch.cos(x) + 1, backend="eager", fullgraph=True)
+        compiled(torch.randn(3))
+        try:
+            with pytest.raises(CompileUnavailableError, match="dynamic=True"):
+                with compiling.explain_compile_failure("Compiling the UNet"):
+                    compiled(torch.randn(5))  # a second graph, past the limit of 1
+        finally:
+            torch._dynamo.reset()
+    assert torch._dynamo.config.recompile_limit == limit  # and the setting is there again, as it was
 
 
 # --------------------------------------------------------------------------------------------

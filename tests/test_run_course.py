@@ -209,7 +209,8 @@ def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(
     assert "- command: `AUDIOLDM2_MODEL=" in text and "--only 08 --results-dir" in text
     assert "## 08_summary" in text and "| configuration | dtype | steps |" in text
     assert "fixed_s | per_step_s | peak_allocated_gib | peak_memory_gib |" in text
-    assert "1. float32, DDIM 2, classic attention" in text and "6. + DPM-Solver++ 2 steps" in text
+    assert "1. float32, DDIM 2 steps (the blog: 200), classic attention" in text
+    assert "6. + DPM-Solver++ 2 steps (the blog: 20)" in text
     assert "7. beyond the blog" in text and "## Where the time went: 08_summary, 7. beyond the blog" in text
     assert "| UNet |" in text and "| GPT-2 |" in text and "| everything else |" in text
     assert "SMOKE RUN" in text
