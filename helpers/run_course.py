@@ -50,6 +50,7 @@ SUMMARY_COLUMNS = ["notebook", "configuration", "device_name", "dtype", "steps",
 LADDER_COLUMNS = ["configuration", "dtype", "steps", "audio_seconds", "median_s", "spread_s", "speedup",
                   "realtime_factor", "peak_memory_gib"]
 LADDER_NOTEBOOK = "08_summary"
+VERDICTS_FILE = "verdicts.txt"  # one line per notebook: done, FAILED (why) or not run
 
 
 class StoppedFromOutside(Exception):
@@ -235,11 +236,19 @@ def where_raised(error: BaseException, notebook: Path) -> str:
 def run_notebooks(notebooks: list[Path], run_dir: Path, cell_timeout_s: int | None) -> dict[str, str]:
     """Execute each notebook in turn into ``run_dir``; returns ``{notebook name: what failed}``.
 
-    A signal ends the run: :class:`StoppedFromOutside` carries the failures so far, the stopped notebook's
-    among them (saved as far as it ran).
+    ``run_dir/verdicts.txt`` gets one line per notebook as it ends ("done in 12 s", "FAILED in 30 s: ..."), and
+    the notebooks a stopped run never reached, "not run". A signal ends the run: :class:`StoppedFromOutside`
+    carries the failures so far, the stopped notebook's among them (saved as far as it ran).
     """
     failures: dict[str, str] = {}
-    for notebook in notebooks:
+    verdicts = run_dir / VERDICTS_FILE
+    verdicts.write_text("")
+
+    def verdict(name: str, text: str) -> None:
+        with open(verdicts, "a") as file:
+            file.write(f"{name}: {text}\n")
+
+    for index, notebook in enumerate(notebooks):
         started = time.perf_counter()
         try:
             _raise_on_sigterm()  # between notebooks too (nbclient resets the handler after each one)
@@ -250,9 +259,14 @@ def run_notebooks(notebooks: list[Path], run_dir: Path, cell_timeout_s: int | No
                 stopped = StoppedFromOutside("SIGINT")
             print(f"STOPPED after {time.perf_counter() - started:.0f} s", flush=True)
             failures[notebook.name] = str(stopped)
+            verdict(notebook.name, f"STOPPED after {time.perf_counter() - started:.0f} s: {stopped}")
+            for later in notebooks[index + 1:]:
+                verdict(later.name, "not run (the run was stopped before it)")
             stopped.failures = failures
             raise stopped from None
-        print(f"{'FAILED' if error else 'done'} in {time.perf_counter() - started:.0f} s", flush=True)
+        took = f"in {time.perf_counter() - started:.0f} s"
+        print(f"{'FAILED' if error else 'done'} {took}", flush=True)
+        verdict(notebook.name, f"FAILED {took}: {error}" if error else f"done {took}")
         if error:
             failures[notebook.name] = error
     return failures

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The course's GPU run: every measurement, in one process of about 8 minutes (python -m helpers.bench), on a GPU
-# machine with its own CUDA torch and no network (a cluster's GPU node, a rented or lent GPU). Two steps:
+# The course's GPU call, on a GPU machine with its own CUDA torch and no network (a cluster's GPU node, a rented or
+# lent GPU), in about 9 minutes all told: every notebook run on the GPU, then every measurement of the course.
 #
 #   1. where there is network, with the course installed (bash scripts/setup.sh), the wheels for the GPU machine's
 #      Python, torch excepted (--have: that machine's `pip list --format=freeze`, to leave out what it has):
@@ -8,33 +8,91 @@
 #            --extra torchao==0.18.0
 #   2. on the GPU machine, in the course's folder (copied there with WHEELS):
 #        bash scripts/gpu.sh WHEELS OUT
+#   A dry run where the course is installed (no wheels: WHEELS is -), e.g. on a CPU with the tiny checkpoint:
+#        PYTHON=.venv/bin/python AUDIOLDM2_MODEL=tiny DEADLINE=90 bash scripts/gpu.sh - /tmp/gpu-dry-run
 #
-# Step 2 installs beside that machine's python3 only what it lacks (scripts/offline.py install: no virtual
-# environment, no torch download, nothing replaced), then runs the benchmark on the full-size random checkpoint
-# (the real shapes: real speed and memory, offline; built on first use, 4.2 GB in ~/.cache) with --deadline 480,
-# writing OUT/results.jsonl and OUT/summary.md. It writes nothing inside the course's folder.
-# Already installed? Then only: python -m helpers.bench --deadline 480 --out OUT
-# Variables: PYTHON (default python3), SITE (where the wheels go, default $TMPDIR/audioldm2-faster-site),
-# DEADLINE (seconds, default 480), AUDIOLDM2_MODEL (default full-size).
-set -euo pipefail
+# Step 2, within TOTAL seconds (default 540) from its start:
+#   - installs beside that machine's python3 only what it lacks (scripts/offline.py install: no virtual environment,
+#     no torch download, nothing replaced);
+#   - builds the full-size random checkpoint (the real shapes: real speed and memory, offline; 4.2 GB in the cache)
+#     in the background while the notebooks run;
+#   - runs the twelve notebooks through the course runner in the GPU check profile: the tiny checkpoint in smoke
+#     mode (2 steps, 2.56 s clips), so that every code path a GPU takes (float16, torch.compile with CUDA graphs,
+#     CUDA events, the compile cache, offload) runs once in minutes; its figures measure nothing. At most
+#     NOTEBOOKS_S seconds (default 180; 0: none); a notebook that fails, or the time running out, never stops what follows;
+#   - gives the benchmark (python -m helpers.bench, full-size) the time that is left.
+# OUT gets at most eight files: environment.txt (nvidia-smi, the host CPU, pip list), install.txt, notebooks.txt
+# (one verdict per notebook), notebooks.zip (the executed notebooks, the runner's summary and logs), checkpoint.txt,
+# bench/results.jsonl and bench/summary.md. It writes nothing inside the course's folder.
+# Variables: PYTHON (default python3), SITE (where the wheels go, default $TMPDIR/audioldm2-faster-site), TOTAL,
+# NOTEBOOKS_S, ONLY (notebook prefixes, e.g. "00 05": those alone), DEADLINE (the benchmark's, at most what is left), AUDIOLDM2_COMPILE_CACHE (the compile cache the notebooks and the bench share; default under OUT's
+# parent, outside OUT), AUDIOLDM2_MODEL (the bench's checkpoint, default full-size).
+set -uo pipefail
 usage="usage: bash scripts/gpu.sh WHEELS OUT   (WHEELS from scripts/offline.py gather; OUT outside this folder)"
 WHEELS=${1:?$usage}
 OUT=${2:?$usage}
+START=$SECONDS
 PY=${PYTHON:-python3}
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac  # the script leaves this folder
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SITE=${SITE:-${TMPDIR:-/tmp}/audioldm2-faster-site}
-DEADLINE=${DEADLINE:-480}
+TOTAL=${TOTAL:-540}
+NOTEBOOKS_S=${NOTEBOOKS_S:-180}
 parent=$(cd "$(dirname "$OUT")" 2>/dev/null && pwd) || { echo "error: $(dirname "$OUT") does not exist" >&2; exit 2; }
 OUT="$parent/$(basename "$OUT")"
 case "$OUT/" in
   "$ROOT"/*) echo "error: OUT ($OUT) is inside the course's folder: name a folder outside it." >&2; exit 2 ;;
 esac
-mkdir -p "$OUT"
-"$PY" "$ROOT/scripts/offline.py" install "$WHEELS" --target "$SITE"
+mkdir -p "$OUT" || exit 2
+left() { echo $((TOTAL - (SECONDS - START))); }
+say() { echo "[gpu.sh $((SECONDS - START)) s] $*"; }
+
+if [ "$WHEELS" = "-" ]; then  # the course is installed already (a dry run: PYTHON=.venv/bin/python)
+  echo "nothing installed: WHEELS is -" > "$OUT/install.txt"
+else
+  "$PY" "$ROOT/scripts/offline.py" install "$WHEELS" --target "$SITE" > "$OUT/install.txt" 2>&1 \
+    || { echo "error: installing the wheels failed: $OUT/install.txt says why" >&2; tail -5 "$OUT/install.txt" >&2; exit 2; }
+fi
+say "$(tail -2 "$OUT/install.txt" | head -1)"
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
-export AUDIOLDM2_MODEL=${AUDIOLDM2_MODEL:-full-size}
-cd "$OUT"  # nothing the run writes by a relative path lands in the course's folder
-{ command -v nvidia-smi >/dev/null && nvidia-smi; "$PY" -m pip list --format=freeze; } > "$OUT/environment.txt" 2>&1 || true
+export AUDIOLDM2_COMPILE_CACHE=${AUDIOLDM2_COMPILE_CACHE:-$parent/audioldm2-compile-cache}
+BENCH_MODEL=${AUDIOLDM2_MODEL:-full-size}
+cd "$OUT" || exit 2  # nothing the run writes by a relative path lands in the course's folder
+{ command -v nvidia-smi >/dev/null && nvidia-smi; grep -m1 "model name" /proc/cpuinfo; nproc; free -g
+  "$PY" -m pip list --format=freeze; } > "$OUT/environment.txt" 2>&1
+
+# The bench's checkpoint, built on the CPU while the notebooks use the GPU.
+"$PY" -c "from helpers.loading import resolve_checkpoint; print(resolve_checkpoint('$BENCH_MODEL'))" \
+  > "$OUT/checkpoint.txt" 2>&1 &
+BUILD=$!
+
+# 1. Every notebook, in the GPU check profile.
+if [ "$NOTEBOOKS_S" -gt 0 ]; then
+  say "the notebooks, GPU check profile (tiny checkpoint, smoke mode), at most $NOTEBOOKS_S s"
+  AUDIOLDM2_MODEL=tiny AUDIOLDM2_SMOKE=1 timeout --signal=TERM --kill-after=20 "$NOTEBOOKS_S" \
+    "$PY" -m helpers.run_course --out "$OUT/notebooks" --cell-timeout 150 ${ONLY:+--only $ONLY}
+  say "notebooks: exit $? (a failure here never stops the bench)"
+  cp "$OUT/notebooks/verdicts.txt" "$OUT/notebooks.txt" 2>/dev/null \
+    || echo "no verdicts: the runner did not start (see above)" > "$OUT/notebooks.txt"
+  [ -d "$OUT/notebooks" ] && "$PY" -m zipfile -c "$OUT/notebooks.zip" "$OUT/notebooks" && rm -rf "$OUT/notebooks"
+else
+  echo "not run: NOTEBOOKS_S=0" > "$OUT/notebooks.txt"
+fi
+cat "$OUT/notebooks.txt"
+
+# 2. The benchmark, in the time left (the checkpoint's build, if unfinished, is waited for outside its clock).
+wait "$BUILD"; say "checkpoint: $(tail -1 "$OUT/checkpoint.txt")"
+DEADLINE_LEFT=$(( $(left) - 20 ))  # 20 s kept for the benchmark's last summary and this script's exit
+DEADLINE=${DEADLINE:-$DEADLINE_LEFT}
+[ "$DEADLINE" -gt "$DEADLINE_LEFT" ] && DEADLINE=$DEADLINE_LEFT
+if [ "$DEADLINE" -lt 30 ]; then
+  say "no time left for the benchmark ($DEADLINE s)"; exit 1
+fi
+say "the benchmark, deadline $DEADLINE s"
 # the benchmark ends itself by its deadline; timeout is only the last resort (SIGTERM: the results file stays valid)
-exec timeout --kill-after=30 $((DEADLINE + 60)) "$PY" -m helpers.bench --deadline "$DEADLINE" --out "$OUT"
+AUDIOLDM2_MODEL=$BENCH_MODEL timeout --kill-after=15 $((DEADLINE + 10)) \
+  "$PY" -m helpers.bench --deadline "$DEADLINE" --out "$OUT/bench"
+code=$?
+say "bench: exit $code; OUT holds $(find "$OUT" -type f | wc -l) files"
+exit $code

@@ -199,8 +199,9 @@ def test_an_error_of_the_runner_itself_says_where_it_was_raised(tmp_path, monkey
 def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(tmp_path, monkeypatch):
     for name in ("AUDIOLDM2_MODEL", "AUDIOLDM2_RESULTS"):  # main() sets them; restore them afterwards
         monkeypatch.setenv(name, __import__("os").environ[name])
-    gpu_command = (run_course.NOTEBOOKS_DIR.parent / "scripts" / "gpu.sh").read_text()  # now the benchmark (issue 16)
-    assert "-m helpers.bench --deadline" in gpu_command and "full-size" in gpu_command
+    gpu_command = (run_course.NOTEBOOKS_DIR.parent / "scripts" / "gpu.sh").read_text()  # the notebooks, then the bench
+    assert "-m helpers.run_course" in gpu_command and "-m helpers.bench --deadline" in gpu_command
+    assert "full-size" in gpu_command
     results = tmp_path / "results"
     assert run_course.main(["--out", str(tmp_path / "run"), "--only", "08", "--results-dir", str(results)]) == 0
     [written] = results.glob("*.md")

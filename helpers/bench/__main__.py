@@ -1,0 +1,5 @@
+import sys
+
+from helpers.bench.command import main
+
+sys.exit(main())
