@@ -108,3 +108,11 @@ def test_the_install_cell_is_five_lines_at_most_and_says_it_may_restart_the_runt
     cell = repository.install_cell()
     assert len(cell.splitlines()) <= 5
     assert "%pip install" in cell and "colab_install.finish()" in cell and "restarts once" in cell
+
+
+def test_every_helpers_package_is_installed_by_a_plain_install():
+    """Colab installs the course without -e: a folder of helpers that pyproject does not list would be missing."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "helpers").rglob("*")
+               if path.suffix in (".py", ".json") and "__pycache__" not in path.parts}
+    assert folders <= listed, f"add {sorted(folders - listed)} to [tool.setuptools] packages"
