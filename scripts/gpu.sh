@@ -16,17 +16,19 @@
 #     no torch download, nothing replaced);
 #   - builds the full-size random checkpoint (the real shapes: real speed and memory, offline; 4.2 GB in the cache)
 #     in the background while the notebooks run;
-#   - runs the twelve notebooks through the course runner in the GPU check profile: the tiny checkpoint in smoke
-#     mode (2 steps, 2.56 s clips), so that every code path a GPU takes (float16, torch.compile with CUDA graphs,
-#     CUDA events, the compile cache, offload) runs once in minutes; its figures measure nothing. At most
-#     NOTEBOOKS_S seconds (default 180; 0: none); a notebook that fails, or the time running out, never stops what follows;
+#   - runs the twelve notebooks through the course runner, PARALLEL (3) runners at a time, in the GPU check profile:
+#     the tiny checkpoint in smoke mode (2 steps, 2.56 s clips), so that every code path a GPU takes (float16,
+#     torch.compile with CUDA graphs, CUDA events, offload) runs once, in minutes; its figures measure nothing. At
+#     most NOTEBOOKS_S seconds (default 180; 0: none); a notebook that fails, or the time running out, never stops
+#     what follows;
 #   - gives the benchmark (python -m helpers.bench, full-size) the time that is left.
 # OUT gets at most eight files: environment.txt (nvidia-smi, the host CPU, pip list), install.txt, notebooks.txt
-# (one verdict per notebook), notebooks.zip (the executed notebooks, the runner's summary and logs), checkpoint.txt,
-# bench/results.jsonl and bench/summary.md. It writes nothing inside the course's folder.
+# (one verdict per notebook), notebooks.zip (the executed notebooks, the runners' summaries and logs),
+# checkpoint.txt, bench/results.jsonl and bench/summary.md. It writes nothing inside the course's folder.
 # Variables: PYTHON (default python3), SITE (where the wheels go, default $TMPDIR/audioldm2-faster-site), TOTAL,
-# NOTEBOOKS_S, ONLY (notebook prefixes, e.g. "00 05": those alone), DEADLINE (the benchmark's, at most what is left), AUDIOLDM2_COMPILE_CACHE (the compile cache the notebooks and the bench share; default under OUT's
-# parent, outside OUT), AUDIOLDM2_MODEL (the bench's checkpoint, default full-size).
+# NOTEBOOKS_S, PARALLEL, ONLY (notebook prefixes, e.g. "00 05": those alone), DEADLINE (the benchmark's, at most
+# what is left), AUDIOLDM2_COMPILE_CACHE (the compile cache the notebooks and the bench share; default beside OUT),
+# AUDIOLDM2_MODEL (the benchmark's checkpoint, default full-size).
 set -uo pipefail
 usage="usage: bash scripts/gpu.sh WHEELS OUT   (WHEELS from scripts/offline.py gather; OUT outside this folder)"
 WHEELS=${1:?$usage}
@@ -38,6 +40,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SITE=${SITE:-${TMPDIR:-/tmp}/audioldm2-faster-site}
 TOTAL=${TOTAL:-540}
 NOTEBOOKS_S=${NOTEBOOKS_S:-180}
+PARALLEL=${PARALLEL:-3}
 parent=$(cd "$(dirname "$OUT")" 2>/dev/null && pwd) || { echo "error: $(dirname "$OUT") does not exist" >&2; exit 2; }
 OUT="$parent/$(basename "$OUT")"
 case "$OUT/" in
@@ -67,15 +70,29 @@ cd "$OUT" || exit 2  # nothing the run writes by a relative path lands in the co
   > "$OUT/checkpoint.txt" 2>&1 &
 BUILD=$!
 
-# 1. Every notebook, in the GPU check profile.
+# 1. Every notebook, in the GPU check profile: PARALLEL runners side by side (tiny models share one GPU easily),
+#    each with its share of the notebooks, its own run folder and a few CPU threads.
 if [ "$NOTEBOOKS_S" -gt 0 ]; then
-  say "the notebooks, GPU check profile (tiny checkpoint, smoke mode), at most $NOTEBOOKS_S s"
-  AUDIOLDM2_MODEL=tiny AUDIOLDM2_SMOKE=1 timeout --signal=TERM --kill-after=20 "$NOTEBOOKS_S" \
-    "$PY" -m helpers.run_course --out "$OUT/notebooks" --cell-timeout 150 ${ONLY:+--only $ONLY}
-  say "notebooks: exit $? (a failure here never stops the bench)"
-  cp "$OUT/notebooks/verdicts.txt" "$OUT/notebooks.txt" 2>/dev/null \
-    || echo "no verdicts: the runner did not start (see above)" > "$OUT/notebooks.txt"
-  [ -d "$OUT/notebooks" ] && "$PY" -m zipfile -c "$OUT/notebooks.zip" "$OUT/notebooks" && rm -rf "$OUT/notebooks"
+  cd "$ROOT" && notebooks=$(ls notebooks/[0-9][0-9]_*.ipynb | xargs -n1 basename | cut -c1-2) && cd "$OUT" || exit 2
+  [ -n "${ONLY:-}" ] && notebooks=$ONLY
+  say "notebooks $(echo $notebooks), GPU check profile (tiny checkpoint, smoke mode), $PARALLEL at a time, at most $NOTEBOOKS_S s"
+  "$PY" -c "from helpers.loading import resolve_checkpoint; resolve_checkpoint('tiny')"  # once, before the runners
+  runners=()
+  for part in $(seq 1 "$PARALLEL"); do
+    share=$(echo $notebooks | tr ' ' '\n' | awk -v n="$PARALLEL" -v k="$part" '(NR - 1) % n == k - 1' | xargs)
+    [ -z "$share" ] && continue
+    AUDIOLDM2_MODEL=tiny AUDIOLDM2_SMOKE=1 OMP_NUM_THREADS=$(( $(nproc) / PARALLEL > 0 ? $(nproc) / PARALLEL : 1 )) \
+      timeout --signal=TERM --kill-after=20 "$NOTEBOOKS_S" \
+      "$PY" -m helpers.run_course --out "$OUT/notebooks/part-$part" --cell-timeout 150 --only $share \
+      > "$OUT/notebooks.part-$part.log" 2>&1 &
+    runners+=($!)
+  done
+  for runner in "${runners[@]}"; do wait "$runner"; done
+  cat "$OUT"/notebooks.part-*.log; mkdir -p "$OUT/notebooks" && mv "$OUT"/notebooks.part-*.log "$OUT/notebooks/"
+  cat "$OUT"/notebooks/part-*/verdicts.txt 2>/dev/null | sort > "$OUT/notebooks.txt"
+  [ -s "$OUT/notebooks.txt" ] || echo "no verdicts: the runners did not start (see notebooks.zip)" > "$OUT/notebooks.txt"
+  "$PY" -m zipfile -c "$OUT/notebooks.zip" "$OUT/notebooks" && rm -rf "$OUT/notebooks"
+  say "notebooks: $(grep -c ': done' "$OUT/notebooks.txt") of $(echo $notebooks | wc -w) done (a failure here never stops the bench)"
 else
   echo "not run: NOTEBOOKS_S=0" > "$OUT/notebooks.txt"
 fi

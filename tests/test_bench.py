@@ -203,7 +203,7 @@ def test_the_schedule_replayed_with_the_12_04_costs_measures_rungs_5_6_7_and_the
     assert next(row for row in rows if row["kind"] == "recompiles")["new_graphs"] == 0
     # the eager rungs came after, extrapolated from short counts, and the whole run ended before its deadline
     assert {1, 2, 3, 4} <= set(ladder)
-    assert ladder[1]["method"] == "extrapolated from 10 and 20 steps"
+    assert ladder[1]["method"] == "extrapolated from 2 and 40 steps"
     assert ladder[1]["median_s"] == pytest.approx(23.5, rel=0.01) and ladder[4]["median_s"] == pytest.approx(18.6, rel=0.01)
     assert clock.now <= 485.0
     order = [row.get("rung") for row in rows if row["kind"] == "measurement" and row["section"] == "ladder"]
