@@ -103,7 +103,7 @@ wait "$BUILD"; say "checkpoint: $(tail -1 "$OUT/checkpoint.txt")"
 DEADLINE_LEFT=$(( $(left) - 20 ))  # 20 s kept for the benchmark's last summary and this script's exit
 DEADLINE=${DEADLINE:-$DEADLINE_LEFT}
 [ "$DEADLINE" -gt "$DEADLINE_LEFT" ] && DEADLINE=$DEADLINE_LEFT
-if [ "$DEADLINE" -lt 30 ]; then
+if [ "$DEADLINE" -lt 10 ]; then
   say "no time left for the benchmark ($DEADLINE s)"; exit 1
 fi
 say "the benchmark, deadline $DEADLINE s"
