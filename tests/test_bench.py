@@ -365,3 +365,31 @@ def test_a_bad_deadline_is_one_line():
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and "--deadline must be a positive number" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_path, monkeypatch):
+    """The real engine on the tiny checkpoint, its UNet compiled by Dynamo alone (the GPU's Inductor with CUDA graphs
+    stands in): rungs 6, 5 and 7 measured on the compiled UNet, their splits, and DDIM reusing the graphs compiled
+    at DPM-Solver++ (no recompile)."""
+    from helpers.bench.engine import Engine
+
+    engine = Engine(str(tiny_checkpoint), torch.device("cpu"), 2.56)
+    engine.can_compile = lambda: (True, "")
+    engine.compile_unet = lambda pipe: setattr(pipe, "unet", torch.compile(pipe.unet, backend="eager",
+                                                                           fullgraph=True))
+    monkeypatch.setattr(bench.items, "RUNG6_REPEATS", 2)  # what is checked here is the path, not a figure
+    monkeypatch.setattr(bench.Bench, "flops", lambda self: None)
+    torch._dynamo.reset()
+    run = bench.Bench(out=tmp_path, deadline=bench.Deadline(time.monotonic() + 600), engine=engine, command="test",
+                      model=str(tiny_checkpoint), device=torch.device("cpu"), seconds=2.56, ddim_steps=4, dpm_steps=2)
+    try:
+        run.recipe_rungs()
+    finally:
+        torch._dynamo.reset()
+    rows = _rows(tmp_path)
+    assert not [row for row in rows if row["kind"] == "error"], rows
+    ladder = {row["rung"]: row for row in rows if row["kind"] == "measurement"}
+    assert {5, 6, 7} <= set(ladder) and ladder[5]["unet"] == ladder[6]["unet"] == "compiled"
+    assert next(row for row in rows if row["kind"] == "recompiles")["new_graphs"] == 0
+    assert {row["label"] for row in rows if row["kind"] == "stages"} == {"6", "7"}
+    assert run.engine.scheduler_name(run.half) == "DPMSolverMultistepScheduler"  # rung 5's DDIM undone
