@@ -187,3 +187,16 @@ def test_a_clip_that_is_not_finite_is_reported_in_one_line_by_every_player_plot_
     assert len(plots.plot_clips({"fine": fine, "broken": clip}).axes) == 3  # two plots and the fine one's colorbar
     assert listening.save_wav(clip, tmp_path / "broken.wav") is None and not (tmp_path / "broken.wav").exists()
     assert "broken.wav not written: the clip is not finite" in capsys.readouterr().out
+
+
+def test_the_printed_report_of_an_injected_t4_has_its_notes_and_no_warning_block():
+    report = environment.EnvironmentReport(
+        python="3.12.12", versions=dict(TODAY, torch="2.9.0+cu126"), device="cuda", device_name="Tesla T4",
+        cuda_capability="7.5", gpu_free_gib=14.6, gpu_total_gib=14.7,
+        notes=environment.device_notes(TODAY, "cuda", (7, 5)),
+        warnings=environment.known_problems(TODAY, (True, "Tesla T4, CUDA capability 7.5, Triton installed")))
+    lines = str(report).splitlines()
+    assert lines[1] == "torch 2.9.0+cu126 (the course's tests ran torch 2.13.0)"
+    assert lines[5:] == ["device: cuda (Tesla T4)", "CUDA capability 7.5; GPU memory free 14.6 of 14.7 GiB",
+                         f"note: {GPT2_NOTE}", f"note: {report.notes[1]}"]
+    assert not any(line.startswith("WARNING") for line in lines)
