@@ -415,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from helpers.loading import resolve_checkpoint
 
+    notebooks = course_notebooks(args.only)
+    if not notebooks:
+        print(f"error: no notebook's name starts with {' or '.join(args.only)}: give prefixes such as 00 08",
+              file=sys.stderr)
+        return 2
     asked_for = settings.model_id()  # as the reader named it ("full-size"), before it becomes a folder
     try:
         model = resolve_checkpoint(None)
@@ -428,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Model: {model}\n{settings.smoke_banner()}\nRun folder: {run_dir}")
 
     try:
-        failures = run_notebooks(course_notebooks(args.only), run_dir, args.cell_timeout or None)
+        failures = run_notebooks(notebooks, run_dir, args.cell_timeout or None)
     except StoppedFromOutside as stopped:
         print(f"Summary: {write_summary(run_dir, stopped.failures)}")
         [(name, what)] = list(stopped.failures.items())[-1:]

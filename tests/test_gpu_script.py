@@ -1,5 +1,6 @@
 """scripts/gpu.sh on a CPU, as a dry run: the notebooks first (here notebook 00 alone), their verdicts and a zip, then
-the benchmark in the time left, at most eight files in OUT, and a failing notebook that does not stop the bench."""
+the benchmark in the time left, at most eight files in OUT, and notebooks that fail without stopping the bench.
+(The verdicts of a run stopped by the time limit: tests/test_run_course.py.)"""
 
 import json
 import os
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _gpu_sh(tmp_path, tiny_checkpoint, **env):
     out = tmp_path / "out"
-    variables = {**os.environ, "PYTHON": sys.executable, "AUDIOLDM2_MODEL": str(tiny_checkpoint), "DEADLINE": "25", "TOTAL": "400",
+    variables = {**os.environ, "PYTHON": sys.executable, "AUDIOLDM2_MODEL": str(tiny_checkpoint), "DEADLINE": "20", "TOTAL": "400",
                  "AUDIOLDM2_CACHE": str(tmp_path / "cache"), **env}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu.sh"), "-", str(out)], capture_output=True, text=True,
                           timeout=420, env=variables, cwd=tmp_path)
@@ -30,12 +31,11 @@ def test_the_notebooks_then_the_bench_in_at_most_eight_files(tmp_path, tiny_chec
     assert any(name.endswith("00_setup.ipynb") for name in zipfile.ZipFile(out / "notebooks.zip").namelist())
     rows = [json.loads(line) for line in (out / "bench" / "results.jsonl").read_text().splitlines()]
     assert rows[0]["kind"] == "machine" and rows[-1]["kind"] == "end"
-    assert "the benchmark, deadline 25 s" in done.stdout
+    assert "the benchmark, deadline 20 s" in done.stdout
 
 
-def test_notebooks_out_of_time_never_stop_the_bench(tmp_path, tiny_checkpoint):
-    out, done = _gpu_sh(tmp_path, tiny_checkpoint, ONLY="00 01", NOTEBOOKS_S="3", DEADLINE="15")
-    verdicts = (out / "notebooks.txt").read_text()
-    assert "not run" in verdicts or "STOPPED" in verdicts or "no verdicts" in verdicts, verdicts
+def test_notebooks_that_fail_never_stop_the_bench(tmp_path, tiny_checkpoint):
+    out, done = _gpu_sh(tmp_path, tiny_checkpoint, ONLY="99", DEADLINE="12")  # no such notebook: the runner fails
+    assert "no verdicts" in (out / "notebooks.txt").read_text()
     rows = [json.loads(line) for line in (out / "bench" / "results.jsonl").read_text().splitlines()]
     assert rows[0]["kind"] == "machine" and rows[-1]["kind"] == "end", done.stdout[-2000:]

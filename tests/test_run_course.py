@@ -178,6 +178,9 @@ def test_a_run_stopped_from_outside_says_so_saves_what_ran_and_writes_the_summar
     assert not (tmp_path / "run" / "02_next.ipynb").exists()
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "- `01_long.ipynb`: stopped from outside (SIGTERM) while cell 1 ran" in summary
+    verdicts = (tmp_path / "run" / run_course.VERDICTS_FILE).read_text().splitlines()
+    assert verdicts[0].startswith("01_long.ipynb: STOPPED after") and "SIGTERM" in verdicts[0]
+    assert verdicts[1] == "02_next.ipynb: not run (the run was stopped before it)"
 
 
 def test_an_error_of_the_runner_itself_says_where_it_was_raised(tmp_path, monkeypatch):
@@ -305,3 +308,8 @@ def test_the_course_run_summary_has_a_speedup_for_every_measurement_and_a_chart(
     speedup = SUMMARY_COLUMNS.index("speedup") + 1  # +1: the empty field before the first "|"
     assert all(row.split("|")[speedup].strip() for row in rows), "a row without a speed-up"
     assert (course_run.folder / "ladder.png").stat().st_size > 1000
+
+
+def test_only_naming_no_notebook_is_one_line(capsys):
+    assert run_course.main(["--only", "99"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: no notebook's name starts with 99: give prefixes such as 00 08")
