@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from helpers import compile_cache, compiling, settings
@@ -148,3 +149,17 @@ def test_lookups_say_cold_or_warm(found, said):
 def test_lookups_are_taken_around_a_call():
     assert Lookups(5, 2, 1) - Lookups(4, 2, 0) == Lookups(hits=1, misses=0, bypassed=1)
     assert isinstance(compile_cache.lookups(), Lookups)
+
+
+# --------------------------------------------------------------------------------------------
+# Wired in: every notebook that compiles with Inductor names the folder first
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda path: path.name)
+def test_a_notebook_that_compiles_uses_the_compile_cache_before_it_compiles(path):
+    code = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+    inductor = [line for line in code.splitlines() if "torch.compile(" in line and 'backend="eager"' not in line
+                and not line.lstrip().startswith("#")]
+    if not inductor:
+        return
+    assert "h.use_compile_cache()" in code, f"{path.name} compiles with Inductor: call h.use_compile_cache() first"
+    assert code.index("h.use_compile_cache()") < code.index(inductor[0].strip())
