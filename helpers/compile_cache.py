@@ -15,8 +15,9 @@ compile``) through ``TORCHINDUCTOR_CACHE_DIR``, the variable torch reads for it;
 Not used here: ``torch.compiler.save_cache_artifacts()`` / ``load_cache_artifacts()`` (the "mega cache"), which pack
 what one process compiled into bytes, to carry to another machine. Every process of this course runs on the machine
 that holds the folder, so the folder already does that job; and on a CPU the packed entries carry the generated C++
-but not the compiled library, so a process that loads them compiles the C++ again (measured with a small
-convolutional model, torch 2.13.0+cpu, 2 cores: 12 s cold, 10 s after loading the bytes, 2 s from the folder).
+but not the compiled library, so a process that loads them compiles the C++ again. Measured with a small
+convolutional model, each first call in a new process (torch 2.13.0+cpu, this project's 2 busy x86_64 cores, two
+rounds): 15 and 23 s cold, 14 and 20 s after loading the bytes, 4 and 5 s from the folder.
 To keep the cache across Colab sessions, point ``AUDIOLDM2_COMPILE_CACHE`` at a folder on your Drive.
 """
 
