@@ -24,6 +24,8 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
 * ``prompts``, ``fusing``, ``deep_cache``: beyond the blog (notebook 10): both prompts encoded in one batch,
   QKV projections fused, the UNet's deep features reused between steps.
 * ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled; compiled-or-eager modules.
+* ``compile_cache``: one folder for what ``torch.compile`` compiled (``use_compile_cache``), shared by every notebook
+  and command, so that the UNet compiles once per machine; what a call found there (notebook 05).
 * ``quantizing``: the UNet's linear layers in int8 (notebook 10): PyTorch's dynamic int8 on a CPU, torchao's on a GPU.
 * ``bench``: ``python -m helpers.bench``, the whole course's measurements in one process, with a deadline.
 * ``results``: the log every measurement is appended to, read back as a table.
@@ -36,9 +38,10 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
   GitHub address, spelled out in every badge and install cell.
 """
 
-from helpers import (blog, compiling, deep_cache, diagram, errors, flops, fusing, memory, precision, prompts,
-                     quantizing, recipe, settings, stages)
+from helpers import (blog, compile_cache, compiling, deep_cache, diagram, errors, flops, fusing, memory, precision,
+                     prompts, quantizing, recipe, settings, stages)
 from helpers.checkpoints import describe_checkpoint
+from helpers.compile_cache import use_compile_cache
 from helpers.environment import environment_report
 from helpers.generating import generate
 from helpers.listening import clap_score, compare, play, save_wav
@@ -50,11 +53,12 @@ from helpers.session import setup
 from helpers.timing import estimate_step_costs, synchronize, time_once, time_runs
 
 __all__ = [
-    "blog", "clap_score", "compare", "compiling", "deep_cache", "default_device", "describe_checkpoint", "diagram",
-    "environment_report", "errors", "estimate_step_costs", "flops", "fusing", "generate", "load_pipeline", "measure",
-    "memory", "note_if_smoke", "peak_memory", "play", "plot_clips", "plot_spectrogram", "plot_speedups", "plot_stages",
-    "precision", "prompts", "quantizing", "recipe", "resolve_checkpoint", "save_wav", "say_how_long", "settings",
-    "setup", "spectral_distance", "stages", "synchronize", "time_once", "time_runs",
+    "blog", "clap_score", "compare", "compile_cache", "compiling", "deep_cache", "default_device",
+    "describe_checkpoint", "diagram", "environment_report", "errors", "estimate_step_costs", "flops", "fusing",
+    "generate", "load_pipeline", "measure", "memory", "note_if_smoke", "peak_memory", "play", "plot_clips",
+    "plot_spectrogram", "plot_speedups", "plot_stages", "precision", "prompts", "quantizing", "recipe",
+    "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance", "stages",
+    "synchronize", "time_once", "time_runs", "use_compile_cache",
 ]
 
 # Set-up that every notebook wants, done once on import (each function's docstring says why):

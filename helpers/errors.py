@@ -50,6 +50,10 @@ class CompileUnavailableError(CourseError):
     """``torch.compile`` cannot run on this machine (no compiler, unsupported GPU or platform)."""
 
 
+class CompileCacheError(CourseError):
+    """The compile cache's folder cannot be made or written (``AUDIOLDM2_COMPILE_CACHE``)."""
+
+
 @dataclass
 class Failure:
     """What :func:`explained` saw: ``happened`` stays False when the block ran through."""

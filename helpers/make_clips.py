@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from helpers import compiling, settings
+from helpers import compile_cache, compiling, settings
 from helpers.errors import BadJobError, CourseError, DoesNotFitError, NonFiniteAudioError
 from helpers.jobs import (MANIFEST, Clip, check_length, check_output_folder, check_seed, damage_line, fault_point,
                           read_clips, read_lock, save_clip, start_job, write_manifest)
@@ -199,11 +199,15 @@ def compile_unet(pipe, device: torch.device, shapes: list[tuple[int, float]], ar
     with the reason). The warm-up calls (``WARM_UP_STEPS`` steps per shape) are the first compiled calls: a
     compile failure there is explained in one line and the eager UNet goes on
     (:func:`helpers.compiling.explain_compile_failure`). On CUDA, ``mode="reduce-overhead"`` records a CUDA graph
-    per shape; warming every shape up now puts all of their memory on the GPU before it is counted.
+    per shape; warming every shape up now puts all of their memory on the GPU before it is counted. The compiled
+    kernels go to the course's compile cache (:func:`helpers.compile_cache.use_compile_cache`), so that a UNet a
+    notebook or an earlier job compiled loads in seconds; the line says whether it did.
     """
     ok, why = (support or compiling.compile_support)(device)
     if not ok:
         return False, f"UNet eager: torch.compile cannot run here: {why}"
+    folder = compile_cache.use_compile_cache(quiet=True)
+    found_before = compile_cache.lookups()
     eager = pipe.unet
     mode = "reduce-overhead" if device.type == "cuda" else None
     pipe.unet = torch.compile(eager, mode=mode, fullgraph=True)
@@ -219,7 +223,9 @@ def compile_unet(pipe, device: torch.device, shapes: list[tuple[int, float]], ar
         reason = " ".join(failure.message.splitlines()[:2])
         print(f"warning: {reason} Going on with the eager UNet.", file=sys.stderr)
         return False, "UNet eager: compiling failed (the warning above says why)"
-    return True, f"UNet compiled ({mode or 'default'} mode), warmed up for {len(shapes)} batch shape(s)"
+    found = compile_cache.lookups() - found_before
+    return True, (f"UNet compiled ({mode or 'default'} mode), warmed up for {len(shapes)} batch shape(s); "
+                  f"compile cache {folder}: {found}")
 
 
 def prepare(pipe, device: torch.device, todo: list[Clip], mine: list[Clip], batch_size: int,

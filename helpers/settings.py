@@ -11,6 +11,9 @@ these variables do.
 * ``AUDIOLDM2_FULL=1``: on a machine without a CUDA GPU, keep the blog's steps and lengths (hours per notebook)
   instead of the CPU profile (see :func:`cpu_profile`).
 * ``AUDIOLDM2_RESULTS``: the results log every notebook appends its measurements to.
+* ``AUDIOLDM2_COMPILE_CACHE``: the folder ``torch.compile`` keeps what it compiled in, shared by every notebook and
+  command (:mod:`helpers.compile_cache`); default ``compile`` in the course's cache folder (``$AUDIOLDM2_CACHE``, else
+  ``~/.cache/audioldm2-faster``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ REPOSITORY = "audioldm2-faster/audioldm2-faster"
 MODEL_ENV = "AUDIOLDM2_MODEL"
 SMOKE_ENV = "AUDIOLDM2_SMOKE"
 RESULTS_ENV = "AUDIOLDM2_RESULTS"
+COMPILE_CACHE_ENV = "AUDIOLDM2_COMPILE_CACHE"
+CACHE_ENV = "AUDIOLDM2_CACHE"  # the course's cache folder: built checkpoints, the compile cache
 # For the course's own tests only: lets float16 and bfloat16 run on a CPU, so that CI, which has no GPU, runs
 # the notebooks' half-precision code. Slow kernels, right results; a reader's CPU is refused (loading.check_dtype).
 TESTS_HALF_ON_CPU_ENV = "AUDIOLDM2_TESTS_HALF_ON_CPU"
@@ -135,6 +140,15 @@ def repeats(wanted: int) -> int:
 def results_path() -> Path:
     """The results log: ``$AUDIOLDM2_RESULTS``, else ``audioldm2_results.jsonl`` in the working folder."""
     return Path(os.environ.get(RESULTS_ENV) or "audioldm2_results.jsonl")
+
+
+def compile_cache_folder() -> Path:
+    """Where ``torch.compile`` keeps what it compiled: ``$AUDIOLDM2_COMPILE_CACHE``, else ``compile`` in the course's
+    cache folder (``$AUDIOLDM2_CACHE``, else ``~/.cache/audioldm2-faster``): a folder that outlives the process and
+    the machine's /tmp, where torch keeps it by default."""
+    if folder := os.environ.get(COMPILE_CACHE_ENV):
+        return Path(folder).expanduser()
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "audioldm2-faster").expanduser() / "compile"
 
 
 def smoke_banner() -> str:

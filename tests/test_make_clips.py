@@ -240,8 +240,11 @@ class FakeCompiled(torch.nn.Module):
 
 
 @pytest.fixture
-def unet_events(pipe, monkeypatch):
-    """Every UNet call, eager or "compiled", in order; torch.compile replaced by FakeCompiled; the UNet restored."""
+def unet_events(pipe, monkeypatch, tmp_path):
+    """Every UNet call, eager or "compiled", in order; torch.compile replaced by FakeCompiled; the UNet restored; the
+    compile cache in a folder of the test's own, and torch's variable for it restored afterwards."""
+    monkeypatch.setenv("AUDIOLDM2_COMPILE_CACHE", str(tmp_path / "compile"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     events, eager = [], pipe.unet
     hook = eager.register_forward_pre_hook(lambda module, inputs: events.append(("eager", tuple(inputs[0].shape))))
     compiles = []
@@ -286,7 +289,7 @@ def test_a_compile_failure_at_the_first_call_is_one_line_and_the_eager_unet_goes
 
 
 def test_memory_is_fitted_eagerly_then_the_compiled_unet_is_warmed_up_at_every_shape_and_counted(
-        pipe, unet_events, monkeypatch):
+        pipe, unet_events, monkeypatch, tmp_path):
     events, compiles, _ = unet_events
     readings = iter([3.0, 3.75])  # GiB in use on the GPU before compiling, and after the warm-up
     monkeypatch.setattr(make_clips, "memory_in_use_gib", lambda device: next(readings))
@@ -302,16 +305,19 @@ def test_memory_is_fitted_eagerly_then_the_compiled_unet_is_warmed_up_at_every_s
     memory, unet = lines
     assert memory.endswith("(counted: the peak of two one-step trials with the eager UNet, plus 0.75 GiB the "
                            "compiled UNet keeps on the GPU after its warm-up: CUDA graphs, their pool)")
-    assert unet == "UNet compiled (default mode), warmed up for 3 batch shape(s)"
+    assert unet == (f"UNet compiled (default mode), warmed up for 3 batch shape(s); compile cache "
+                    f"{tmp_path / 'compile'}: no Inductor graph compiled")  # torch.compile is a fake here
 
 
-def test_on_cuda_the_unet_is_compiled_for_cuda_graphs_and_warmed_up_before_the_job(pipe, unet_events):
+def test_on_cuda_the_unet_is_compiled_for_cuda_graphs_and_warmed_up_before_the_job(pipe, unet_events, tmp_path):
     events, compiles, _ = unet_events  # the pipeline runs on the CPU; the command is told its device is CUDA
     compiled, line = make_clips.compile_unet(pipe, torch.device("cuda"), [(1, 0.64)], _args(),
                                              support=lambda device: (True, "fine"))
     assert compiled and compiles == [{"mode": "reduce-overhead", "fullgraph": True}]
     assert [kind for kind, _ in events] == ["compiled"] * make_clips.WARM_UP_STEPS  # warm-up, record, replay
-    assert line == "UNet compiled (reduce-overhead mode), warmed up for 1 batch shape(s)"
+    assert line == (f"UNet compiled (reduce-overhead mode), warmed up for 1 batch shape(s); compile cache "
+                    f"{tmp_path / 'compile'}: no Inductor graph compiled")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile")  # where Inductor would have put it
 
 
 def test_a_job_that_fits_eagerly_but_not_with_the_cuda_graphs_stops_before_any_clip(pipe, unet_events, monkeypatch):
