@@ -84,6 +84,14 @@ class ReplayEngine:
     def can_compile(self):
         return (True, "") if self.compiles else (False, "no Triton here")
 
+    def compile_cache(self):
+        return {"folder": "/cache", "graphs_found": 0}
+
+    def cache_lookups(self):
+        from helpers.compile_cache import Lookups
+
+        return Lookups(misses=self.graph_count)
+
     def compile_unet(self, pipe):
         pipe.compiled = True
 
@@ -201,6 +209,7 @@ def test_the_schedule_replayed_with_the_12_04_costs_measures_rungs_5_6_7_and_the
     assert {row["label"] for row in rows if row["kind"] == "stages"} >= {"6", "7"}
     assert all(row["unet"] == "compiled" for row in rows if row["kind"] == "stages")
     assert next(row for row in rows if row["kind"] == "recompiles")["new_graphs"] == 0
+    assert next(row for row in rows if row["kind"] == "compile")["cache"] == "cold: 1 graph(s) compiled and stored"
     # the eager rungs came after, extrapolated from short counts, and the whole run ended before its deadline
     assert {1, 2, 3, 4} <= set(ladder)
     assert ladder[1]["method"] == "extrapolated from 2 and 40 steps"
@@ -377,6 +386,7 @@ def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_
     engine.can_compile = lambda: (True, "")
     engine.compile_unet = lambda pipe: setattr(pipe, "unet", torch.compile(pipe.unet, backend="eager",
                                                                            fullgraph=True))
+    monkeypatch.setenv("AUDIOLDM2_COMPILE_CACHE", str(tmp_path / "compile-cache"))
     monkeypatch.setattr(bench.items, "RUNG6_REPEATS", 2)  # what is checked here is the path, not a figure
     monkeypatch.setattr(bench.Bench, "flops", lambda self: None)
     torch._dynamo.reset()

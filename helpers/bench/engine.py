@@ -108,6 +108,20 @@ class Engine:
         ok, reason = compiling.compile_support(self.device)
         return ok, "" if ok else f"torch.compile cannot run here: {reason}"
 
+    def compile_cache(self) -> dict:
+        """The course's compile cache, shared with the notebooks and make_clips (set before the first compile): its
+        folder and how many compiled graphs it holds already."""
+        from helpers import compile_cache
+
+        folder = compile_cache.use_compile_cache(quiet=True)
+        return {"folder": str(folder), "graphs_found": compile_cache.stored_graphs(folder)}
+
+    def cache_lookups(self):
+        """Inductor's cache lookups so far (take the difference around a compile: cold or warm)."""
+        from helpers import compile_cache
+
+        return compile_cache.lookups()
+
     def compile_unet(self, pipe) -> None:
         pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
 

@@ -330,10 +330,12 @@ class Bench:
         if not self.deadline.fits(prior):
             self.skip("5. + torch.compile", "ladder", f"compiling the UNet first: {self.deadline.too_long(prior)}")
             return
-        pipe = self.half
+        pipe, cache = self.half, self.engine.compile_cache()
         self.engine.compile_unet(pipe)
         print(f"compiling the UNet (mode='reduce-overhead', fullgraph=True) at its first call: about {prior:.0f} s "
-              "on this host", flush=True)
+              f"on this host with nothing cached; compile cache {cache['folder']}: {cache['graphs_found']} graph(s) "
+              "found", flush=True)
+        before = self.engine.cache_lookups()
         try:
             first_s = self.engine.first_call_s(pipe, Clip(self.dpm_steps))
         except Exception as error:
@@ -347,10 +349,11 @@ class Bench:
                       f"compiling failed, the ladder goes on eager: {type(error).__name__}: {cause}")
             return
         self.compiled = True
+        found = str(self.engine.cache_lookups() - before)
         self.write("compile", what="UNet, mode='reduce-overhead', fullgraph=True", first_call_s=first_s,
                    steps=self.dpm_steps, scheduler=DPM, prior_s=round(prior), host_yardstick_s=self.yardstick_s,
-                   graphs=self.engine.graphs())
-        print(f"  first compiled call: {first_s:.1f} s (the prior said {prior:.0f} s)", flush=True)
+                   graphs=self.engine.graphs(), cache_folder=cache["folder"], cache=found)
+        print(f"  first compiled call: {first_s:.1f} s (the prior said {prior:.0f} s); {found}", flush=True)
 
     def rung5(self) -> None:
         label = "5. + torch.compile"

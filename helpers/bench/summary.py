@@ -111,8 +111,9 @@ def _ladder(rows: list[dict], machine: dict) -> list[str]:
     compiled = next((row for row in rows if row.get("kind") == "compile"), None)
     if compiled:
         lines += [f"The first compiled call ({compiled['what']}, {compiled['steps']} steps, one clip included) took "
-                  f"{compiled['first_call_s']:.1f} s on this host (the prior, scaled by the host yardstick: "
-                  f"{compiled['prior_s']} s).", ""]
+                  f"{compiled['first_call_s']:.1f} s on this host (the prior for a cold compile, scaled by the host "
+                  f"yardstick: {compiled['prior_s']} s); the compile cache ({compiled.get('cache_folder', '?')}): "
+                  f"{compiled.get('cache', 'not recorded')}.", ""]
     recompiles = next((row for row in rows if row.get("kind") == "recompiles"), None)
     if recompiles:
         lines += [f"Rung 5 (DDIM) on the UNet compiled at DPM-Solver++: {recompiles['new_graphs']} new graphs: "
