@@ -376,6 +376,7 @@ def test_a_bad_deadline_is_one_line():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")  # diffusers' upsampling
 def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_path, monkeypatch):
     """The real engine on the tiny checkpoint, its UNet compiled by Dynamo alone (the GPU's Inductor with CUDA graphs
     stands in): rungs 6, 5 and 7 measured on the compiled UNet, their splits, and DDIM reusing the graphs compiled
