@@ -29,6 +29,8 @@ from packaging.version import InvalidVersion, Version
 ROOT = Path(__file__).resolve().parent.parent
 # Pins kept below the newest release on purpose, and why (the README's Versions section says the same).
 HELD = {
+    "transformers": "5.24.0 and newer print a FutureWarning (past_key_values, passed by diffusers 0.42.1's "
+                    "AudioLDM2Pipeline) under every notebook's first generation",
     "torch": "CI takes the 2.13.0 CPU wheel at hand; PyPI's newer Linux wheels are CUDA builds of about 3 GB "
              "that every fresh CI machine would download (Colab keeps its own torch: the floor is >=2.11)",
 }

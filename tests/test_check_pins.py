@@ -19,12 +19,12 @@ def test_it_reads_every_exact_pin_of_pyproject_and_environment_yml_and_they_agre
 
 
 def test_a_pin_behind_the_index_is_named_a_held_one_says_why_and_a_silent_index_is_said():
-    pins = {"transformers": "5.23.0", "diffusers": "0.42.1", "torch": "2.13.0", "gone": "1.0"}
-    newest = {"transformers": "5.25.0", "diffusers": "0.42.1", "torch": "2.15.0"}.get
+    pins = {"accelerate": "1.15.0", "diffusers": "0.42.1", "torch": "2.13.0", "gone": "1.0"}
+    newest = {"accelerate": "1.16.0", "diffusers": "0.42.1", "torch": "2.15.0"}.get
     lines, behind = check_pins.report(pins, newest, have=lambda name: None)
     said = {line.split()[0]: line for line in lines[1:]}
     assert behind == 1
-    assert said["transformers"].endswith("BEHIND: raise to 5.25.0")
+    assert said["accelerate"].endswith("BEHIND: raise to 1.16.0")
     assert said["diffusers"].endswith("newest")
     assert "held back: CI takes the 2.13.0 CPU wheel" in said["torch"]
     assert said["gone"].endswith("the index did not answer")
