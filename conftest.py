@@ -87,7 +87,8 @@ def pytest_collection_modifyitems(config, items):
                  if "course_run" in getattr(item, "fixturenames", ()) and work_unit(item.nodeid) != COURSE_RUN_UNIT]
     if misplaced:
         raise pytest.UsageError("these tests read the course run but are outside conftest.COURSE_RUN_FILES and "
-                                "COURSE_RUN_NAMES, so another worker would run the course again: " + ", ".join(misplaced))
+                                "COURSE_RUN_NAMES, so another worker would run the course again: "
+                                + ", ".join(misplaced))
     for item in items:
         if work_unit(item.nodeid) == COURSE_RUN_UNIT and "course_run" in getattr(item, "fixturenames", ()) \
                 and not item.get_closest_marker("slow"):
@@ -162,8 +163,9 @@ def course_run(tiny_checkpoint, tmp_path_factory) -> CourseRun:
     smoke mode), no GPU, half precision only where the CPU computes it; the tiny checkpoint. As
     ``AUDIOLDM2_MODEL=tiny bash scripts/course.sh`` runs it on a machine without a GPU.
 
-    The one run of the course in a test session (nbval's kernels excepted): the runner's tests (tests/test_run_course.py),
-    the CPU profile's scans (tests/test_cpu_profile_run.py) and the browser test (tests/test_browser.py) all read it.
+    The one run of the course in a test session (nbval's kernels excepted): the runner's tests
+    (tests/test_run_course.py), the CPU profile's scans (tests/test_cpu_profile_run.py) and the browser test
+    (tests/test_browser.py) all read it.
     Its tests form one xdist work unit (``course-run``), so it runs once, on one worker, on that worker's share of
     the cores. A few minutes.
     """
