@@ -1,7 +1,7 @@
 """What a learner sees: the course run's executed notebooks opened in JupyterLab in a real browser.
 
 Headless Chromium (Debian's ``chromium`` and ``chromium-driver``; ``.ci/run`` installs them) opens each notebook
-the course runner saved (the ``course_run`` fixture: the whole course, tiny checkpoint, smoke mode) in JupyterLab,
+the course runner saved (the ``course_run`` fixture: the whole course, tiny checkpoint, CPU profile) in JupyterLab,
 waits for its kernel, and checks the rendered page: the players, the plots and the tables are there; no
 stderr or error output, no widget that failed to show, nothing marked modified, no "not trusted" in the server's
 log. Then the same for each notebook's static HTML export (``jupyter nbconvert --to html``, what a viewer of a

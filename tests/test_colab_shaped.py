@@ -28,7 +28,9 @@ RUNTIME = ["torch==2.13.0", "ipywidgets==7.7.1", "transformers==4.57.6", "diffus
            "ipykernel", "nbclient", "nbformat", "packaging"]
 STAND_IN_COLAB = "import google.colab  # the stand-in: how the install cell knows it is on Colab\n"
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="builds a Colab-shaped virtual environment (pip installs torch, "
+                                     "transformers 4 and diffusers 0.35 into it), installs the course there and "
+                                     "runs notebook 00 in it: minutes")
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,14 @@
 """The CPU track keeps its lessons: the notebooks run headless in the CPU profile, every step count they print that
 differs from the blog's names the blog's, and no listening cell plays a solver below 10 steps as the recipe's sound.
 
-One run of the course runner on the tiny checkpoint, the CPU profile on (no smoke mode, no GPU), then a scan of the
-executed notebooks' outputs. The tiny model takes a fraction of a second per step on one thread, so the run takes a
-few minutes; its timings measure nothing, but the step counts, labels and players are the CPU profile's own.
+A scan of the executed notebooks of the suite's one course run (the ``course_run`` fixture in conftest.py: the course
+runner on the tiny checkpoint, the CPU profile on, no smoke mode, no GPU, half precision only where the CPU computes
+it). The tiny model takes a fraction of a second per step, so its timings measure nothing, but the step counts,
+labels and players are the CPU profile's own.
 """
 
 import html
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -100,17 +98,10 @@ def test_the_scan_finds_what_it_should():
 
 
 @pytest.fixture(scope="module")
-def cpu_profile_run(tmp_path_factory, tiny_checkpoint) -> Path:
-    """The scanned notebooks, run headless by the course runner in the CPU profile on the tiny checkpoint."""
-    run_dir = tmp_path_factory.mktemp("cpu-profile-run")
-    env = {**os.environ, settings.MODEL_ENV: str(tiny_checkpoint), settings.SMOKE_ENV: "0",
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    env.pop(settings.TESTS_HALF_ON_CPU_ENV, None)  # a reader's CPU: half precision only where it computes it
-    env.pop(settings.FULL_ENV, None)
-    done = subprocess.run([sys.executable, "-m", "helpers.run_course", "--only", *SCANNED, "--out", str(run_dir),
-                           "--cell-timeout", "600"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    return run_dir
+def cpu_profile_run(course_run) -> Path:
+    """The scanned notebooks, as the suite's one course run executed them (CPU profile, tiny checkpoint)."""
+    assert course_run.done.returncode == 0, (course_run.done.stdout + course_run.done.stderr)[-3000:]
+    return course_run.folder
 
 
 def test_the_scan_holds_every_notebook():

@@ -10,12 +10,21 @@ import torch
 from helpers.checkpoints import cached_checkpoint, describe_checkpoint
 from helpers.loading import load_pipeline
 
+BUILDS_AND_LOADS = ("builds the full-size random checkpoint once (1.1 B parameters, ~4.2 GB, ~40 s) and loads it, "
+                    "then runs it on the CPU: ~10 GB of RAM, a minute or more")
 
-@pytest.mark.slow
-def test_full_size_checkpoint_runs_to_163840_samples():
+
+@pytest.fixture(scope="module")
+def full_size_pipe():
+    """Loaded once for both tests (each load reads ~4.2 GB)."""
     path = cached_checkpoint("full-size", "base")
     assert describe_checkpoint(path).kind == "full-size"
-    pipe = load_pipeline(path, device="cpu")
+    return load_pipeline(path, device="cpu")
+
+
+@pytest.mark.slow(reason=BUILDS_AND_LOADS)
+def test_full_size_checkpoint_runs_to_163840_samples(full_size_pipe):
+    pipe = full_size_pipe
     parameters = sum(p.numel() for name in ("unet", "vae", "vocoder", "text_encoder", "text_encoder_2",
                                             "language_model", "projection_model")
                      for p in getattr(pipe, name).parameters())
@@ -25,13 +34,13 @@ def test_full_size_checkpoint_runs_to_163840_samples():
     assert audio.shape == (1, 163_840)
 
 
-@pytest.mark.slow
-def test_full_size_random_weights_stay_far_inside_float16s_range():
+@pytest.mark.slow(reason=BUILDS_AND_LOADS)
+def test_full_size_random_weights_stay_far_inside_float16s_range(full_size_pipe):
     # Random weights could overflow float16 (65504) where trained ones do not; the course's must not, or notebook
     # 04's float16 clip would be NaN for a reason the real model does not have. Every module's output, float32.
     from torch.utils._pytree import tree_leaves
 
-    pipe = load_pipeline(cached_checkpoint("full-size", "base"), device="cpu")
+    pipe = full_size_pipe
     largest: dict[str, float] = {}
 
     def record(name):

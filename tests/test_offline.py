@@ -88,7 +88,8 @@ def _torch_here(env) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="downloads every wheel of the course from the index, installs them beside a bare Python "
+                         "and runs the benchmark there: minutes")
 def test_wheels_gathered_here_install_beside_a_system_torch_and_run_the_benchmark(tmp_path, tiny_checkpoint):
     probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest",
                             str(tmp_path / "probe"), f"packaging=={metadata.version('packaging')}"],

@@ -223,7 +223,7 @@ def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The whole course, run once on the tiny checkpoint in smoke mode (the course_run fixture in conftest.py)
+# The whole course, run once on the tiny checkpoint in the CPU profile (the course_run fixture in conftest.py)
 # ------------------------------------------------------------------------------------------------------------
 # A cell plots when its code calls one of the course's plot helpers, pyplot, or a .plot( method (pandas, Axes).
 PLOTTING = re.compile(r"\bh\.(?:plots\.)?plot_\w+\(|\bplt\.\w+\(|\.plot\(")
