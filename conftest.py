@@ -37,7 +37,8 @@ COURSE_RUN_NAMES = re.compile(r"^tests/test_run_course\.py::test_\w*the_course_r
 # The work units that take longest on a 2-core CPU, in that order (`--durations=15` at the end of a run says what
 # took long): handed out first, the rest in collection order after them.
 LONGEST_FIRST = (COURSE_RUN_UNIT, "tests/test_colab_shaped.py", "tests/test_full_size.py",
-                 "notebooks/05_torch_compile.ipynb", "tests/faults/test_job_faults.py", "tests/test_offline.py")
+                 "notebooks/05_torch_compile.ipynb", "tests/test_bench.py", "tests/faults/test_job_faults.py",
+                 "tests/test_offline.py", "tests/test_gpu_script.py", "tests/test_compile_cache.py")
 
 
 def _share_the_cores() -> None:
@@ -56,6 +57,9 @@ def _share_the_cores() -> None:
 
 def pytest_configure(config):
     _share_the_cores()
+    # Compiled kernels go to a folder of this run's (set once, by the controller; its workers inherit it), never to
+    # the reader's ~/.cache: what a test measures of a compile must not depend on an earlier run.
+    os.environ.setdefault("AUDIOLDM2_COMPILE_CACHE", str(_SESSION_DIR / "compile-cache"))
 
 
 def work_unit(nodeid: str) -> str:

@@ -350,6 +350,7 @@ def test_the_summary_judges_a_compiled_last_rung_skips_a_missing_rung_and_says_w
     assert "17:40:00" in text and "- TF32: would take about 90 s" in text and "completed after 470 s" in text
 
 
+@pytest.mark.slow(reason="the real command with a 60 s deadline")
 def test_a_dry_run_on_the_tiny_checkpoint_ends_by_itself_with_a_valid_results_file(tiny_checkpoint, tmp_path):
     """The real command, one process, on a busy 2-core machine: the deadline is 60 s, the test allows 75."""
     out = tmp_path / "bench"
@@ -376,6 +377,7 @@ def test_a_bad_deadline_is_one_line():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow(reason="rungs 5-7 of the tiny checkpoint on a CPU, its UNet compiled by Dynamo: about a minute")
 @pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")  # diffusers' upsampling
 def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_path, monkeypatch):
     """The real engine on the tiny checkpoint, its UNet compiled by Dynamo alone (the GPU's Inductor with CUDA graphs

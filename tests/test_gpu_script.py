@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,6 +23,7 @@ def _gpu_sh(tmp_path, tiny_checkpoint, **env):
     return out, done
 
 
+@pytest.mark.slow(reason="scripts/gpu.sh with notebook 00 and a 20 s benchmark: about a minute")
 def test_the_notebooks_then_the_bench_in_at_most_eight_files(tmp_path, tiny_checkpoint):
     out, done = _gpu_sh(tmp_path, tiny_checkpoint, ONLY="00", NOTEBOOKS_S="200")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
