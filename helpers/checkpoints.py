@@ -37,10 +37,11 @@ VARIANTS = ("base", "large", "music")
 HUB_CLASS_MAP = json.loads(resources.files("helpers.configs").joinpath("model_index.json").read_text())
 
 # Words of the prompts this course uses, so that the home-made T5 tokenizer splits them into
-# whole words, as the real one does, rather than into letters.
+# whole words, as the real one does, rather than into letters. Its size sets the tiny T5's embedding, so the
+# random weights drawn after it: change a word for a word, or the tiny checkpoint's weights (and sound) change.
 COMMON_WORDS = (
-    "a an the and with of in on at to for from by is are low high quality average music techno "
-    "strong upbeat tempo melodic riffs hammer hitting wooden surface dog barking rain piano jazz "
+    "a an the and with of in on at to for from by is are low high quality average music The Brazilian "
+    "samba gently crashing background hammer hitting wooden surface dog barking rain piano jazz "
     "drums bass guitar birds singing water running sound noise car engine people talking loud soft "
     "calm fast slow electronic orchestra violin beat synth voice wind thunder ocean waves"
 ).split()

@@ -26,11 +26,11 @@ def generate(
     """Clips of ``prompt`` as an array of shape (waveforms, samples), 16 000 samples per second.
 
     The arguments are the pipeline's, with the same names; ``pipe_kwargs`` passes any other one on
-    (``guidance_scale=1.0``, ...). The one addition is ``seed``: each call makes a fresh CPU
-    ``torch.Generator`` seeded with it, so the starting noise is the same on every call and every device
-    (a generator on a GPU would draw other numbers than one on the CPU).
+    (``guidance_scale=1.0``, ...). The one addition is ``seed``: each call makes a fresh ``torch.Generator``
+    seeded with it, as the blog does, on the device the pipeline computes on, so the starting noise is the same
+    on every call. A CUDA generator draws other numbers than a CPU one: on a CUDA GPU the noise is the blog's.
     """
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = torch.Generator(device=pipe._execution_device).manual_seed(seed)
     return pipe(
         prompt,
         negative_prompt=negative_prompt,

@@ -107,8 +107,9 @@ def why_not(device: torch.device | str, dtype: torch.dtype, *, capability: tuple
     kind = torch.device(device).type
     name = str(dtype).removeprefix("torch.")
     if kind == "cpu" and dtype == torch.float16:
-        return ("no CPU the course meets computes float16: it would be emulated, slower than float32 (and diffusers "
-                "refuses to run a float16 pipeline on a CPU). On a CPU the half type is bfloat16, where the CPU has it.")
+        return ("no CPU the course meets computes float16: it would be emulated, slower than float32 (diffusers "
+                "only warns when a float16 pipeline moves to a CPU). On a CPU the half type is bfloat16, where the "
+                "CPU has it.")
     if kind == "cpu":
         return ("this CPU has neither AVX512-BF16 nor AMX, so bfloat16 would be emulated, slower than float32 "
                 "(measured: 1.9x slower per UNet step on an AVX-512 CPU without them). Stay in float32 here.")

@@ -44,8 +44,9 @@ RANDOM_CHECKPOINTS = {
     "full-size-music": ("full-size", "music"),
 }
 
-# The blog's prompt and seed, used throughout so that every notebook's clip can be compared.
-PROMPT = "Techno music with a strong, upbeat tempo and high melodic riffs"
+# The blog's prompt, negative prompt and seed, used throughout so that every notebook's clip can be compared, with
+# each other and (on a CUDA GPU, where the generator draws the blog's numbers) with the blog's.
+PROMPT = "The sound of Brazilian samba drums with waves gently crashing in the background"
 NEGATIVE_PROMPT = "Low quality, average quality."
 SEED = 0
 AUDIO_LENGTH_S = 10.24  # 1024 mel frames: the length the model was trained on

@@ -96,3 +96,11 @@ def test_unknown_variant_is_refused():
 
     with pytest.raises(ValueError, match="base, large, music"):
         build_full_size_components("huge")
+
+
+def test_the_tiny_t5_tokenizer_keeps_every_word_of_the_course_prompt_whole():
+    from helpers import settings
+    from helpers.checkpoints import build_t5_tokenizer
+
+    tokens = build_t5_tokenizer().tokenize(settings.PROMPT)
+    assert tokens == ["\u2581" + word for word in settings.PROMPT.split()]

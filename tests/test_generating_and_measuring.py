@@ -17,6 +17,34 @@ def test_generate_returns_every_clip_of_the_call_and_the_same_seed_gives_the_sam
     assert not np.allclose(first, other)
 
 
+def test_generate_seeds_its_generator_on_the_device_the_pipeline_computes_on(monkeypatch):
+    """As the blog does (torch.Generator("cuda").manual_seed(0)): on a CUDA GPU the noise is then the blog's."""
+    import types
+
+    import helpers.generating as generating
+
+    asked, seeds = [], []
+
+    class Generator:  # records where it was asked for; a CUDA one cannot be made on this machine
+        def __init__(self, device=None):
+            asked.append(torch.device(device))
+
+        def manual_seed(self, seed):
+            seeds.append(seed)
+            return self
+
+    class Pipe:
+        _execution_device = torch.device("cuda", 0)  # what a pipeline moved to the GPU (or offloaded) says
+
+        def __call__(self, prompt, *, generator, **kwargs):
+            assert isinstance(generator, Generator)
+            return types.SimpleNamespace(audios=np.zeros((1, 4), dtype=np.float32))
+
+    monkeypatch.setattr(generating.torch, "Generator", Generator)
+    generating.generate(Pipe(), num_inference_steps=1, audio_length_in_s=0.64, seed=7)
+    assert asked == [torch.device("cuda", 0)] and seeds == [7]
+
+
 def test_generate_passes_the_pipelines_own_arguments_on(tiny_pipe):
     batches = []
     handle = tiny_pipe.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
