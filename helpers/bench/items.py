@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from statistics import median
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -170,16 +171,16 @@ class Bench:
             warm = self.engine.time(pipe, Clip(steps, negative=clip.negative), 1)[0]
             runs_s, peak = self.engine.time(pipe, Clip(steps, negative=clip.negative), 2)
             short[steps] = (runs_s, peak, warm[0])
-            self.cost.learn(self.cost_kind(pipe), steps, sorted(runs_s)[len(runs_s) // 2])
-        line = fit_step_costs(few, _median(short[few][0]), more, _median(short[more][0]))
+            self.cost.learn(self.cost_kind(pipe), steps, median(runs_s))
+        line = fit_step_costs(few, median(short[few][0]), more, median(short[more][0]))
         readings = [fit_step_costs(few, a, more, b).clip_s(clip.steps) for a, b in zip(short[few][0], short[more][0])]
         self.cost.learn_line(self.cost_kind(pipe), line)
-        median = line.clip_s(clip.steps)
-        print(f"{label}: {median:.3f} s at {clip.steps} steps, extrapolated from {few} and {more} steps "
+        at_full_s = line.clip_s(clip.steps)
+        print(f"{label}: {at_full_s:.3f} s at {clip.steps} steps, extrapolated from {few} and {more} steps "
               f"(fixed {line.fixed_s:.3f} s + {line.per_step_s:.4f} s a step)", flush=True)
         self.write("measurement", configuration=label, section="ladder", unet=self.unet(pipe),
                    dtype=self.engine.dtype_name(pipe), scheduler=self.engine.scheduler_name(pipe), steps=clip.steps,
-                   batch=1, audio_seconds=self.seconds, median_s=median, spread_s=max(readings) - min(readings),
+                   batch=1, audio_seconds=self.seconds, median_s=at_full_s, spread_s=max(readings) - min(readings),
                    runs_s=readings, first_call_s=short[few][2],
                    peak_memory_gib=self.peak_of(pipe, max(short[few][1], short[more][1])),
                    method=f"extrapolated from {few} and {more} steps",
@@ -221,14 +222,14 @@ class Bench:
             peaks.append(peak)
         timing = Timing(label=label, device=str(self.device), runs_s=changed_runs, warmup_s=changed_warm,
                         audio_seconds=self.seconds * other_clip.batch)
-        print(f"  {timing}; its baseline {_median(base_runs):.3f} s", flush=True)
+        print(f"  {timing}; its baseline {median(base_runs):.3f} s", flush=True)
         if pairs < PAIRS:
             fields["note"] = f"{pairs} pairs of runs instead of {PAIRS}, to end before the deadline"
         self.write("measurement", configuration=label, section="techniques", group=group, unet=self.unet(other),
                    dtype=self.engine.dtype_name(other), scheduler=self.engine.scheduler_name(other),
                    steps=other_clip.steps, batch=other_clip.batch, audio_seconds=self.seconds * other_clip.batch,
                    median_s=timing.median_s, spread_s=timing.spread_s, runs_s=changed_runs,
-                   first_call_s=changed_warm[0], baseline_runs_s=base_runs, baseline_median_s=_median(base_runs),
+                   first_call_s=changed_warm[0], baseline_runs_s=base_runs, baseline_median_s=median(base_runs),
                    peak_memory_gib=self.peak_of(other, max(peaks)), method=f"alternated with its baseline, {pairs} "
                    "pairs", **fields)
 
@@ -546,9 +547,3 @@ class Bench:
         self.throughput()
         self.item("rung 1 at the full count", "ladder check", self.rung1_at_full_count)
         self.free_full()
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -13,11 +13,12 @@ from importlib import metadata
 from pathlib import Path
 
 from helpers.results import read_rows
+from helpers.settings import AUDIO_LENGTH_S
+from helpers.timing import speedup_text
 
 RESULTS_FILE, SUMMARY_FILE = "results.jsonl", "summary.md"
 TARGET_SPEEDUP = 100.0  # the ladder's targets: the last rung >= 100x rung 1 ...
 TARGET_CLIP_MS = 60.0  # ... and a 10.24 s clip in 60 ms or less on an H100 or H200, prompt encoding included
-BLOG_SECONDS = 10.24
 
 
 def versions() -> dict[str, str]:
@@ -32,11 +33,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
-
-
-def versus_text(base_s: float, other_s: float, noise_s: float) -> str:
-    """``"1.85x"`` (base over other), or ``"within noise"`` when they differ by no more than ``noise_s``."""
-    return "within noise" if abs(base_s - other_s) <= noise_s else f"{base_s / other_s:.2f}x"
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -89,7 +85,7 @@ def _ladder(rows: list[dict], machine: dict) -> list[str]:
         versus_previous = ""
         if previous is not None:
             noise = max(previous["spread_s"], row["spread_s"])
-            versus_previous = versus_text(previous["median_s"], row["median_s"], noise)
+            versus_previous = speedup_text(previous["median_s"], row["median_s"], noise)
             if previous["rung"] != row["rung"] - 1:
                 versus_previous += f" (vs rung {previous['rung']})"
         table.append([row["configuration"], row.get("unet"), row["dtype"], row["steps"], row.get("method"),
@@ -131,12 +127,12 @@ def _targets(ladder: list[dict], machine: dict) -> list[str]:
         return [f"**Targets**: not judged: rung 1 was not measured on {where}."]
     ratio = first["median_s"] / last["median_s"]
     length = last["audio_seconds"]
-    clip = (f"{'met' if last['median_s'] * 1000 <= TARGET_CLIP_MS else 'not met'}" if length == BLOG_SECONDS
+    clip = (f"{'met' if last['median_s'] * 1000 <= TARGET_CLIP_MS else 'not met'}" if length == AUDIO_LENGTH_S
             else f"not judged: this run's clips are {length} s")
     return [f"**Targets**, on {where}: rung {last['rung']} (compiled) against rung 1: {ratio:.1f}x (target "
             f"{TARGET_SPEEDUP:.0f}x: {'met' if ratio >= TARGET_SPEEDUP else 'not met'}); one {length} s clip at rung "
             f"{last['rung']}, prompt encoding included: {last['median_s'] * 1000:.0f} ms (target {TARGET_CLIP_MS:.0f} "
-            f"ms for a {BLOG_SECONDS} s clip on an H100/H200: {clip}). Rung 1 is {first.get('method', 'measured')}."]
+            f"ms for a {AUDIO_LENGTH_S} s clip on an H100/H200: {clip}). Rung 1 is {first.get('method', 'measured')}."]
 
 
 def _stage_rows(split: dict, flops: dict | None, peaks: dict[str, float]) -> list[list]:
@@ -184,7 +180,7 @@ def _techniques(rows: list[dict]) -> list[str]:
         base_spread = max(row["baseline_runs_s"]) - min(row["baseline_runs_s"])
         noise = max(base_spread, row["spread_s"])
         table.append([row["group"], row["configuration"], base, row["median_s"], noise,
-                      versus_text(base, row["median_s"], noise), len(row["runs_s"]), row["peak_memory_gib"],
+                      speedup_text(base, row["median_s"], noise), len(row["runs_s"]), row["peak_memory_gib"],
                       _clock(row)])
     return ["## Notebook 10's changes, each alternated with its own baseline", "",
             *_table(["group", "change", "baseline s", "with the change s", "noise s", "vs its baseline", "pairs",
