@@ -63,7 +63,10 @@ class ReplayEngine:
                                classic=False, recipe=False, tf32=False, first_compiled_call=True,
                                decoders_compiled=False)
 
-    def free(self, pipe):
+    def forget(self, pipe):
+        pass
+
+    def collect(self):
         pass
 
     def held_gib(self):
@@ -183,9 +186,7 @@ def _replay(tmp_path, monkeypatch, left_s, compiles=True):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(total_memory=141e9))
     monkeypatch.setattr(bench.items, "write_summary", lambda out: None)  # written once at the end, below
-    import helpers.results
-
-    monkeypatch.setattr(helpers.results, "device_name", lambda device: "NVIDIA H200 (replayed)")
+    monkeypatch.setattr(bench.items, "device_name", lambda device: "NVIDIA H200 (replayed)")
     clock = FakeClock()
     engine = ReplayEngine(clock, compiles=compiles)
     run = bench.Bench(out=tmp_path, deadline=bench.Deadline(left_s, clock=clock), engine=engine,

@@ -62,9 +62,12 @@ class Engine:
         self._schedulers[id(pipe)] = pipe.scheduler
         return pipe
 
-    def free(self, pipe) -> None:
+    def forget(self, pipe) -> None:
+        """Drop what the engine keeps of ``pipe``; its memory goes once the caller drops it too (:meth:`collect`)."""
         self._schedulers.pop(id(pipe), None)
-        del pipe
+
+    def collect(self) -> None:
+        """Give back the memory of pipelines nobody holds any more (the CUDA cache included)."""
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

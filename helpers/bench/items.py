@@ -18,6 +18,8 @@ device work; an item that fails is written down and the run goes on.
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 import traceback
 from statistics import median
@@ -31,8 +33,8 @@ import torch
 from helpers.bench.engine import Change, Clip, Engine
 from helpers.bench.schedule import (Clock, CostModel, Deadline, DeadlineReached, StepCosts,
                                     compile_prior_s, cpu_model, decoders_prior_s, fit_step_costs, host_yardstick_s, repeats_that_fit)
-from helpers.bench.summary import RESULTS_FILE, write_summary
-from helpers.results import append_row
+from helpers.bench.summary import RESULTS_FILE, versions, write_summary
+from helpers.results import append_row, device_name
 from helpers.timing import Timing
 
 DPM, DDIM, UNIPC = "DPMSolverMultistepScheduler", "DDIMScheduler", "UniPCMultistepScheduler"
@@ -253,12 +255,6 @@ class Bench:
 
     # ---- 1. the machine ---------------------------------------------------------------------------
     def machine(self) -> None:
-        import os
-        import platform
-
-        from helpers.bench.summary import versions
-        from helpers.results import device_name
-
         self.yardstick_s = self.host_yardstick()
         row = {"device": str(self.device), "device_name": device_name(self.device), "host_cpu": cpu_model(),
                "host_yardstick_s": round(self.yardstick_s, 4), "python": platform.python_version(),
@@ -489,7 +485,9 @@ class Bench:
                 self.versus("eager, bfloat16 weights instead of float16", "eager", pipe, clip, other=other)
             finally:
                 self.held_elsewhere_gib.pop(id(other), None)
-                self.engine.free(other)
+                self.engine.forget(other)
+                del other
+                self.engine.collect()
         elif self.device.type == "cpu" and dtype == "bfloat16" and self.full is not None:
             self.engine.set_scheduler(self.full, DPM)
             self.engine.set_attention(self.full, classic=False)
@@ -531,8 +529,9 @@ class Bench:
 
     def free_full(self) -> None:
         if self.full is not None:
-            self.engine.free(self.full)
+            self.engine.forget(self.full)
             self.full = None
+            self.engine.collect()
 
     def run(self) -> None:
         self.machine()
