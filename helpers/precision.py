@@ -89,6 +89,16 @@ def half_precision_for(device: torch.device | str, *, capability: tuple[int, int
     return None
 
 
+def ladder_dtype(device: torch.device | str, *, capability: tuple[int, int] | None = None,
+                 cpu: CpuFeatures | None = None) -> torch.dtype:
+    """The dtype every notebook after 04 loads on ``device``, and that notebook 08's ladder ends on and 10 starts from.
+
+    :func:`half_precision_for` where a half precision pays (float16 on a GPU, bfloat16 on a CPU that computes
+    it), float32 elsewhere. One function, so that no notebook measures over a rung the ladder has left.
+    """
+    return half_precision_for(device, capability=capability, cpu=cpu) or torch.float32
+
+
 def half_precision_runs_here(device: torch.device | str, torch_dtype: torch.dtype = torch.float16, *,
                              capability: tuple[int, int] | None = None, cpu: CpuFeatures | None = None) -> bool:
     """Whether the notebooks measure weights in ``torch_dtype`` on ``device``: where it is computed natively.

@@ -60,3 +60,12 @@ def test_an_apple_gpu_runs_float16():
     assert h.precision.half_precision_runs_here("mps") and not h.precision.half_precision_runs_here("mps", torch.bfloat16)
     assert h.precision.half_precision_for("mps") == torch.float16
     assert not isinstance(h.precision.autocast_for("cuda", torch.float32), torch.autocast)
+
+
+def test_the_ladder_dtype_is_notebook_04s_choice_on_every_device():
+    no_bf16, bf16 = h.precision.CpuFeatures(avx512_bf16=False, amx=False), h.precision.CpuFeatures(avx512_bf16=True, amx=False)
+    assert h.precision.ladder_dtype("cuda", capability=(7, 5)) == torch.float16  # a T4
+    assert h.precision.ladder_dtype("cuda", capability=(9, 0)) == torch.float16
+    assert h.precision.ladder_dtype("mps") == torch.float16
+    assert h.precision.ladder_dtype("cpu", cpu=bf16) == torch.bfloat16
+    assert h.precision.ladder_dtype("cpu", cpu=no_bf16) == torch.float32
