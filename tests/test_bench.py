@@ -407,3 +407,20 @@ def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_
     assert next(row for row in rows if row["kind"] == "recompiles")["new_graphs"] == 0
     assert {row["label"] for row in rows if row["kind"] == "stages"} == {"6", "7"}
     assert run.engine.scheduler_name(run.half) == "DPMSolverMultistepScheduler"  # rung 5's DDIM undone
+
+
+def test_the_ladders_noise_floor_is_rung_6_measured_twice():
+    """Rung 6 again after rung 7 gives the floor, as a share of a median: 7 within it reads "within noise"."""
+    def row(rung, median, spread, section="ladder", label=None):
+        return {"kind": "measurement", "section": section, "rung": rung, "configuration": label or f"{rung}. r",
+                "median_s": median, "spread_s": spread, "runs_s": [median], "dtype": "float16", "steps": 20,
+                "peak_memory_gib": 1.0}
+    ladder = [row(1, 12.0, 0.5), row(6, 0.300, 0.002), row(7, 0.290, 0.002)]
+    repeat = row(6, 0.320, 0.003, section="ladder repeat", label="6. r, again")
+    assert bench.summary.relative_noise(ladder, ladder + [repeat]) == pytest.approx(0.02 / 0.300)
+    assert bench.summary.relative_noise(ladder, ladder) == 0.0  # no repeat: the spreads alone
+    with_repeat = "\n".join(bench.summary._ladder(ladder + [repeat], {"device_name": "cpu"}))
+    without = "\n".join(bench.summary._ladder(ladder, {"device_name": "cpu"}))
+    assert "| 7. r |" in with_repeat and "within noise" in with_repeat.split("| 7. r |")[1].splitlines()[0]
+    assert "1.03x" in without.split("| 7. r |")[1].splitlines()[0]  # 0.300 / 0.290, outside the spreads alone
+    assert "rung 6 measured again after rung 7 (0.32 s against 0.3 s): a noise floor of 6.7% of a median" in with_repeat

@@ -3,7 +3,8 @@
 1. The machine: device, host CPU and its yardstick, versions, and the peak of a large matrix product.
 2. The recipe's rungs, on one pipeline in half precision whose UNet is compiled at once: rung 6 (DPM-Solver++ 20,
    five timed runs) and its stage split, rung 5 (DDIM 200 on the same compiled UNet, no recompile), rung 7
-   (beyond the blog) and its split, each stage's FLOPs.
+   (beyond the blog) and its split, rung 6 again (the repeated baseline: the ladder's noise floor), each stage's
+   FLOPs.
 3. The blog's eager rungs 1-4, on a float32 pipeline (rung 4: the half-precision one, eager): each timed at two
    short step counts and extrapolated to the full count along the straight line they draw (a DDIM step costs
    the same at any count), labelled so.
@@ -316,6 +317,9 @@ class Bench:
         self.item("stage split of rung 6", "ladder", lambda: self.split("6", pipe, dpm))
         self.item("rung 5", "ladder", self.rung5)
         self.item("rung 7", "ladder", self.rung7)
+        self.item("rung 6 again", "ladder repeat", lambda: self.measure(  # the repeated baseline: the noise floor
+            f"6. + DPM-Solver++ {self.dpm_steps} steps, again", "ladder repeat", pipe, dpm,
+            repeats=RUNG6_REPEATS if self.compiled else 3, warmup=0, rung=6))
         self.item("FLOPs", "ladder", self.flops)
 
     def compile(self) -> None:

@@ -73,6 +73,26 @@ def _header(machine: dict, load: dict | None, end: dict | None) -> list[str]:
             + (f" after {end['t_s']:.0f} s" if end else ""), ""]
 
 
+def _rung(ladder: list[dict], number: int) -> dict | None:
+    return next((row for row in ladder if row["rung"] == number), None)
+
+
+def relative_noise(ladder: list[dict], rows: list[dict]) -> float:
+    """The ladder's noise floor as a fraction of a median, from rung 6 measured twice (before and after rung 7).
+
+    The rungs run from seconds to tens of milliseconds, so one floor in seconds fits none of them; the repeated rung
+    says how far apart two measurements of the same work land on this machine, as a share of the time. 0 when the
+    run had no time to repeat it.
+    """
+    repeat = next((row for row in rows if row.get("section") == "ladder repeat" and row.get("kind") == "measurement"),
+                  None)
+    first = _rung(ladder, 6)
+    if repeat is None or first is None:
+        return 0.0
+    gap = abs(repeat["median_s"] - first["median_s"])
+    return max(gap, repeat["spread_s"], first["spread_s"]) / first["median_s"]
+
+
 def _ladder(rows: list[dict], machine: dict) -> list[str]:
     ladder = sorted((row for row in rows if row.get("kind") == "measurement" and row.get("section") == "ladder"),
                     key=lambda row: row["rung"])
@@ -80,11 +100,12 @@ def _ladder(rows: list[dict], machine: dict) -> list[str]:
         return []
     base = ladder[0]
     lines = ["## The ladder (notebook 08)", ""]
+    relative = relative_noise(ladder, rows)
     table, previous = [], None
     for row in ladder:
         versus_previous = ""
         if previous is not None:
-            noise = max(previous["spread_s"], row["spread_s"])
+            noise = max(previous["spread_s"], row["spread_s"], relative * previous["median_s"])
             versus_previous = speedup_text(previous["median_s"], row["median_s"], noise)
             if previous["rung"] != row["rung"] - 1:
                 versus_previous += f" (vs rung {previous['rung']})"
@@ -94,8 +115,13 @@ def _ladder(rows: list[dict], machine: dict) -> list[str]:
         previous = row
     lines += _table(["rung", "UNet", "dtype", "steps", "how", "median s", "spread s", "speed-up", "x previous",
                      "first call s", "peak GiB", "at (UTC)"], table)
-    lines.append("\"x previous\" reads \"within noise\" where the two medians differ by no more than the larger "
-                 "spread. An extrapolated rung was timed at two short DDIM counts; its figure is the straight line "
+    repeat = next((row for row in rows if row.get("section") == "ladder repeat" and row.get("kind") == "measurement"),
+                  None)
+    floor = (f"rung 6 measured again after rung 7 ({repeat['median_s']:.3g} s against {_rung(ladder, 6)['median_s']:.3g} s"
+             f"): a noise floor of {relative:.1%} of a median" if repeat and _rung(ladder, 6) else
+             "no repeated rung this run: the floor is the larger spread alone")
+    lines.append(f"\"x previous\" reads \"within noise\" where the two medians differ by no more than the noise floor: "
+                 f"the larger spread of the two, or {floor}, whichever is larger. An extrapolated rung was timed at two short DDIM counts; its figure is the straight line "
                  "through them read at the full count, its spread the range of the readings of each pair of runs.")
     lines.append("")
     lines += _targets(ladder, machine) + [""]
