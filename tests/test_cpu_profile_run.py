@@ -8,6 +8,7 @@ labels and players are the CPU profile's own.
 """
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -23,6 +24,10 @@ SCANNED = ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11
 STEP_COUNT = re.compile(r"(?<![\d.])(?P<a>\d+)[ -](?:DDIM |denoising |DPM-Solver\+\+ )?steps?\b"
                         r"|\b(?:DDIM|DPM-Solver\+\+|DPMSolverMultistep),? (?P<b>\d+)\b(?![ .]\d| x)")
 SOLVER_FLOOR = 10  # below this many steps, DPM-Solver++ is a sketch of the clip, not the recipe's sound
+LENGTH = re.compile(r"(?<![\d.])\d+(?:\.\d+)? s\b")  # "2.56 s", "10.24 s (the blog)"
+# A measured speed compared, as h.timing.speedup_text writes it: "1.85x" or "within noise".
+COMPARED = re.compile(r"(?<![\d.])\d+\.\d\dx\b|within noise")
+NOT_MEASURED_HERE = re.compile(r"blog|predicted|Colab", re.IGNORECASE)  # quoted or predicted ratios, not compared runs
 
 
 def cpu_profile_counts() -> set[int]:
@@ -82,6 +87,23 @@ def listening_problems(notebook) -> list[str]:
     return problems
 
 
+def unlabelled_rows(rows: list[dict]) -> list[str]:
+    """The results log's timed rows whose label does not name both a step count and a clip length."""
+    return [row["configuration"] for row in rows
+            if not (step_counts(row["configuration"]) and LENGTH.search(row["configuration"]))]
+
+
+def comparisons_without_a_floor(notebook) -> list[str]:
+    """Cells that compare measured speeds ("1.85x", "within noise") without saying their noise floor."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        text = "\n".join(output_texts(cell)) if cell.cell_type == "code" else ""
+        compared = [line for line in text.splitlines() if COMPARED.search(line) and not NOT_MEASURED_HERE.search(line)]
+        if compared and "noise floor" not in text:
+            found.append(f"cell {index}: {compared[0].strip()[:160]}")
+    return found
+
+
 def test_the_scan_finds_what_it_should():
     profile = {40, 4}
     assert [count for count, _ in step_counts("DDIM, 40 steps (the blog: 200), 2.56 s")] == [40]
@@ -95,6 +117,14 @@ def test_the_scan_finds_what_it_should():
     assert listening_problems(notebook) == ["cell 0 plays a clip of 4 steps"]
     player.data["text/html"] = "<b>no count</b><audio></audio>"
     assert listening_problems(notebook) == ["cell 0 plays clips without saying how many steps made them"]
+    rows = [{"configuration": "float32, DDIM 40 steps (the blog: 200), 2.56 s (the blog: 10.24 s)"},
+            {"configuration": "batch of 4"}, {"configuration": "DDIM 40 steps"}]
+    assert unlabelled_rows(rows) == ["batch of 4", "DDIM 40 steps"]
+    table = nbformat.v4.new_output("stream", text="float16  1.2 s  1.85x\nthe blog: 1.33x\n")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[table])])
+    assert comparisons_without_a_floor(notebook) == ["cell 0: float16  1.2 s  1.85x"]
+    table.text += "noise floor: 0.1 s (float32 measured twice)\n"
+    assert comparisons_without_a_floor(notebook) == []
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +162,14 @@ def test_no_listening_cell_plays_a_solver_below_10_steps(cpu_profile_run, number
     notebook = _executed(cpu_profile_run, number)
     assert any(plays_audio(cell) for cell in notebook.cells if cell.cell_type == "code"), "a notebook to listen to"
     assert listening_problems(notebook) == []
+
+
+def test_every_timed_row_of_the_course_run_names_its_steps_and_length(cpu_profile_run):
+    rows = [json.loads(line) for line in (cpu_profile_run / "results.jsonl").read_text().splitlines() if line.strip()]
+    assert rows, "the course run logged no measurement"
+    assert unlabelled_rows(rows) == []
+
+
+@pytest.mark.parametrize("number", SCANNED)
+def test_every_comparison_of_speeds_says_its_noise_floor(cpu_profile_run, number):
+    assert comparisons_without_a_floor(_executed(cpu_profile_run, number)) == []
