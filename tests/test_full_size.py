@@ -63,3 +63,15 @@ def test_full_size_random_weights_stay_far_inside_float16s_range(full_size_pipe)
     assert len(largest) > 1000  # every module of every component ran, or the check proves nothing
     name, value = max(largest.items(), key=lambda item: item[1])
     assert value < torch.finfo(torch.float16).max / 100, f"{name} reached {value:g}"
+
+
+@pytest.mark.slow(reason=BUILDS_AND_LOADS)
+def test_full_size_gpt2_from_a_static_cache_gives_the_pipelines_vectors(full_size_pipe):
+    from helpers.gpt2 import StaticGPT2, pipeline_calls
+
+    static = StaticGPT2(full_size_pipe.language_model)
+    for inputs_embeds, mask, expected in pipeline_calls(full_size_pipe):
+        with torch.no_grad():
+            got = static(inputs_embeds, attention_mask=mask)
+        assert got.shape == expected.shape == (1, 8, 768)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
