@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch._dynamo.eval_frame import OptimizedModule
 
-from helpers import compiling, deep_cache, fusing, precision, prompts, quantizing, recipe, settings
+from helpers import compiling, deep_cache, fusing, gpt2, precision, prompts, quantizing, recipe, settings
 from helpers.errors import QuantizationUnavailableError
 from helpers.flops import peak_flops_per_s, stage_flops
 from helpers.generating import generate
@@ -243,7 +243,19 @@ class Engine:
             def undo():
                 pipe.vae.decoder, pipe.vocoder = eager
             changes.append(Change("compiled UNet + VAE decoder and vocoder compiled", apply, undo))
+            changes.append(self._static_gpt2(pipe, "compiled UNet + GPT-2 from a static cache, one CUDA graph",
+                                             compile="reduce-overhead"))
         return changes
+
+    def _static_gpt2(self, pipe, label: str, compile: str | None = None) -> Change:
+        """GPT-2's eight vectors from a static cache (helpers.gpt2), made once and reused by every pair of runs."""
+        made: list[gpt2.StaticGPT2] = []
+
+        def apply():
+            if not made:
+                made.append(gpt2.StaticGPT2(pipe.language_model, compile=compile))
+            pipe.generate_language_model = made[0]
+        return Change(label, apply, lambda: gpt2.remove_static_gpt2(pipe))
 
     def eager_changes(self, pipe) -> list[Change]:
         """The changes measured against the eager UNet, each undone after (the pipeline's UNet must be eager)."""
@@ -258,6 +270,7 @@ class Engine:
                    lambda: channels_last(torch.contiguous_format)),
             Change("eager + QKV projections fused", lambda: fusing.fuse_qkv(unet), lambda: fusing.unfuse_qkv(unet)),
             Change("eager + both prompts in one batch", *self._batched_prompts(pipe)),
+            self._static_gpt2(pipe, "eager + GPT-2 from a static cache"),
             Change("eager + deep features reused every 2nd step (changes the audio)",
                    lambda: deep_cache.apply_deep_cache(unet, interval=2), lambda: deep_cache.remove_deep_cache(unet)),
             Change("eager + Pyramid Attention Broadcast (changes the audio)", *self._pyramid_attention_broadcast(pipe)),
