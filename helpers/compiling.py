@@ -24,7 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 import torch._dynamo
@@ -267,3 +267,22 @@ class CompiledOrEager(torch.nn.Module):
             return super().__getattr__(name)  # parameters, buffers, submodules (eager, compiled)
         except AttributeError:
             return getattr(self.eager, name)
+
+
+# --------------------------------------------------------------------------------------------
+# The blog's compile: where it runs
+# --------------------------------------------------------------------------------------------
+def blog_compile_support(device: torch.device | str, *,
+                         support: Callable[[torch.device], tuple[bool, str]] = compile_support) -> tuple[bool, str]:
+    """Can the blog's ``torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)`` run on ``device``?
+    Returns ``(ok, reason)``, one line to print.
+
+    ``mode="reduce-overhead"`` replays CUDA graphs, a CUDA feature: on any other device the answer is no, whatever
+    Inductor could do there (notebook 05 compiles in the default mode on a CPU). On a CUDA GPU, ``support`` (by
+    default :func:`compile_support`) looks for what Inductor needs.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False, (f"the blog's mode=\"reduce-overhead\" replays CUDA graphs, a CUDA feature, and this is "
+                       f"{device.type} (notebook 05 shows what compiling does here)")
+    return support(device)

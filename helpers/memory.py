@@ -264,3 +264,21 @@ def room_for_peak_gib(device: torch.device | str, processes_here: int = 1) -> fl
         own = resident.rss - getattr(resident, "shared", 0)  # "shared" is Linux's file-backed and shared RSS
         room = own + psutil.virtual_memory().available / max(processes_here, 1)
     return MEMORY_MARGIN * room / GIB
+
+
+def what_peak_means(device: torch.device | str) -> str:
+    """One line under a table of peak memory: what :class:`PeakMemory`'s ``peak_gib`` read on ``device``, and how to
+    compare its rows.
+
+    On CUDA each measurement empties the allocator's cache first, so rows compare along a table; on a CPU it is the
+    process's resident memory, which only grows over a notebook (freed memory is not always given back to the
+    system), so rows compare between two runs, not along the table.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "peak GiB: the GPU memory reserved during each measurement (the cache emptied before it): rows compare"
+    if kind == "mps":
+        return ("peak GiB: the memory the Metal driver held during each measurement, which keeps what earlier rows "
+                "used: compare it between two runs, not along the table")
+    return ("peak GiB on a CPU: the process's resident memory, which only grows over a notebook (copies of the UNet "
+            "above): compare it between two runs, not along the table")

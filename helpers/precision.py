@@ -162,3 +162,53 @@ def tf32(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def why_ladder_dtype(device: torch.device | str, *, capability: tuple[int, int] | None = None,
+                     cpu: CpuFeatures | None = None) -> str:
+    """One line on the dtype :func:`ladder_dtype` picks on ``device``, and why: what notebook 08's rung 4 and
+    notebook 10's baseline print, so that a reader sees which half precision their device runs, or why none."""
+    dtype = ladder_dtype(device, capability=capability, cpu=cpu)
+    kind = torch.device(device).type
+    if dtype == torch.float32:
+        return "float32: " + why_not(device, torch.bfloat16, capability=capability, cpu=cpu)
+    if kind == "cuda":
+        return "float16: every CUDA GPU computes it (tensor cores on a T4 and newer), as the blog ran it"
+    if kind == "mps":
+        return "float16: the Apple GPU computes it"
+    return "bfloat16: this CPU computes it (AVX512-BF16 or AMX), and no CPU computes float16"
+
+
+def bfloat16_forms(device: torch.device | str, baseline_dtype: torch.dtype, *,
+                   capability: tuple[int, int] | None = None,
+                   cpu: CpuFeatures | None = None) -> tuple[tuple[str, ...], str]:
+    """Which forms of bfloat16 notebook 10 measures against a last rung in ``baseline_dtype`` on ``device``, and why.
+
+    Returns ``(forms, why)``: ``forms`` holds ``"weights"`` (a bfloat16 copy of the pipeline) and/or ``"autocast"``
+    (a float32 copy under bfloat16 autocast), empty where bfloat16 would be emulated; ``why`` is one line to print.
+    Only a form that differs from the baseline is worth a row: where the last rung already has bfloat16 weights (a
+    CPU that computes it), the other form is measured against it.
+    """
+    if not computes_natively(device, torch.bfloat16, capability=capability, cpu=cpu):
+        return (), why_not(device, torch.bfloat16, capability=capability, cpu=cpu)
+    if baseline_dtype == torch.bfloat16:
+        return ("autocast",), ("the last rung already has bfloat16 weights here, so the other form, float32 weights "
+                               "under bfloat16 autocast, is measured against it")
+    if baseline_dtype == torch.float16:
+        return ("weights",), ("this GPU computes bfloat16 as it does float16: bfloat16 weights against the last "
+                              "rung's float16 (autocast over float32 weights would only add casts to it)")
+    return ("autocast", "weights"), "both forms against the last rung's float32 weights"
+
+
+def tf32_support(device: torch.device | str, *, capability: tuple[int, int] | None = None) -> tuple[bool, str]:
+    """Whether TF32 changes anything on ``device``: only NVIDIA tensor cores of CUDA capability 8.0 (Ampere) or more
+    compute it; on a T4, an Apple GPU or a CPU its flags change nothing, so a measurement there would time noise.
+    Returns ``(runs, why)``, ``why`` one line to print."""
+    kind = torch.device(device).type
+    if kind != "cuda":
+        return False, f"TF32 is a mode of NVIDIA tensor cores (Ampere and newer), and this is {kind}"
+    capability = capability or torch.cuda.get_device_capability()
+    where = f"this GPU (CUDA capability {capability[0]}.{capability[1]})"
+    if tuple(capability) < NATIVE_BFLOAT16_CUDA_CAPABILITY:
+        return False, f"{where} has no TF32 tensor cores: they came with Ampere (8.0)"
+    return True, f"{where} runs float32 products in TF32 on its tensor cores when the flags allow it"

@@ -51,3 +51,32 @@ def torchao_int8_weight_only(model: torch.nn.Module) -> torch.nn.Module:
     quantized = copy.deepcopy(model)  # quantize_ changes a model in place: keep the float one to go back to
     quantize_(quantized, config)
     return quantized
+
+
+def int8_method(device: torch.device | str, dtype: torch.dtype) -> tuple[str, str]:
+    """Which int8 quantisation notebook 10 applies to a UNet in ``dtype`` on ``device``, and why, in one line.
+
+    ``"dynamic"`` (:func:`dynamic_int8`) for float32 layers on a CPU: PyTorch's own, nothing to install; it refuses
+    bfloat16 activations ("expected scalar type Float"). ``"torchao"`` (:func:`torchao_int8_weight_only`) everywhere
+    else: a GPU, and a CPU whose last rung is bfloat16.
+    """
+    kind = torch.device(device).type
+    if kind == "cpu" and dtype == torch.float32:
+        return "dynamic", "PyTorch's dynamic int8 on the float32 linear layers (a CPU; the convolutions stay float32)"
+    name = str(dtype).removeprefix("torch.")
+    reason = ("PyTorch's dynamic int8 takes float32 layers only" if kind == "cpu"
+              else "PyTorch's dynamic int8 runs on a CPU only")
+    return "torchao", (f"torchao's int8 weight-only on the {name} linear layers ({reason}, and this UNet is {name} "
+                       f"on {kind})")
+
+
+def int8_copy(model: torch.nn.Module, method: str) -> torch.nn.Module:
+    """A copy of ``model`` quantised by ``method`` (from :func:`int8_method`); the float model is left as it was.
+
+    Raises :class:`~helpers.errors.QuantizationUnavailableError` where torchao is missing, in one line.
+    """
+    if method == "dynamic":
+        return dynamic_int8(model)
+    if method == "torchao":
+        return torchao_int8_weight_only(model)
+    raise ValueError(f"method must be 'dynamic' or 'torchao' (from int8_method), not {method!r}.")

@@ -19,6 +19,7 @@ these variables do.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 # Where this course lives on GitHub. The notebooks' badges and install cells, pyproject.toml and the README
@@ -166,3 +167,66 @@ def smoke_banner() -> str:
         f"SMOKE MODE ({SMOKE_ENV}=1): at most {SMOKE_MAX_STEPS} steps and {SMOKE_MAX_AUDIO_S} s of audio per "
         "generation, one timed run. The numbers below check that the code runs; they measure nothing."
     )
+
+
+@dataclass(frozen=True)
+class TimedRuns:
+    """How many calls one measurement makes: ``warmup`` calls timed apart, then ``repeats`` for the median, and why
+    (one line a notebook prints, so that a reader sees what this device does)."""
+
+    warmup: int
+    repeats: int
+    why: str
+
+    def as_kwargs(self) -> dict[str, int]:
+        """``warmup=`` and ``repeats=`` for :func:`helpers.measure`."""
+        return {"warmup": self.warmup, "repeats": self.repeats}
+
+    def __str__(self) -> str:
+        runs = f"{self.repeats} timed run" + ("s" if self.repeats != 1 else "")
+        calls = f"{self.warmup} warm-up call" + ("s" if self.warmup != 1 else "")
+        return f"{runs} after {calls}: {self.why}"
+
+
+def ladder_runs(*, fresh_pipeline: bool = False, profile: bool | None = None) -> TimedRuns:
+    """The warm-up calls and timed runs of one rung of notebook 08's ladder (``profile``: :func:`cpu_profile`'s answer,
+    asked when None).
+
+    On a GPU every rung has a warm-up call (compilation, autotuning, lazy kernel loading) and 3 timed runs. In the
+    CPU profile a pipeline that has already run has nothing left to warm up, so only a freshly loaded one gets a
+    warm-up call; and each rung takes 2 timed runs, not 3: the ladder measures its first rung a second time
+    instead (baseline, changes, baseline again), which says more about this machine's noise than a third run of
+    each rung, and keeps the ladder within 10 minutes.
+    """
+    if not (cpu_profile() if profile is None else profile):
+        return TimedRuns(1, repeats(3), "each rung's first call (compilation, autotuning, lazy kernel loading) is "
+                                        "timed apart")
+    if fresh_pipeline:
+        return TimedRuns(1, repeats(2), "a freshly loaded pipeline's first call is timed apart (CPU profile)")
+    return TimedRuns(0, repeats(2), "a CPU has nothing to warm up once the pipeline has run, and the first rung "
+                                    "is measured twice instead of each rung three times (CPU profile)")
+
+
+def sweep_runs(*, profile: bool | None = None) -> TimedRuns:
+    """The calls of each point of a sweep of step counts (notebooks 06 and 10) on a pipeline that has already run.
+
+    On a GPU a warm-up call and 3 timed runs, as every measurement. In the CPU profile each count is timed once with
+    no warm-up: the pipeline is warm and nothing compiles, and 4 generations per point would add minutes; the
+    sweep's curve shows the time growing by the cost of a step, which one run shows too.
+    """
+    if not (cpu_profile() if profile is None else profile):
+        return TimedRuns(1, repeats(3), "each point as every measurement")
+    return TimedRuns(0, 1, "each count timed once, the pipeline already warm (CPU profile)")
+
+
+def sound_columns_note(wanted: int = 20) -> str:
+    """One line on what a table's sound columns were made from: the timed clips, at :func:`steps` of ``wanted``.
+
+    In the CPU profile that count (4 for the blog's 20) is a solver's sketch of the clip, not the recipe's sound, and
+    a listening cell makes the clip again at :func:`steps_to_hear`; elsewhere the timed clips are the ones heard.
+    """
+    timed, heard = steps(wanted), steps_to_hear(wanted)
+    if timed == heard:
+        return f"the sound columns: the timed clips, at {steps_label(wanted)}, the count a listener hears"
+    return (f"the sound columns: the timed clips, at {steps_label(wanted)}, fewer in a sweep: a solver's sketch, "
+            f"not the recipe's sound; the listening cell plays that, at {steps_label(wanted, heard)}")
