@@ -50,8 +50,13 @@ def test_summary_has_a_ladder_table_and_chart(tmp_path):
             "model_id": "x", "checkpoint_kind": "full-size", "smoke": False, "versions": {"torch": "2.13.0"}}
     append_row({**base, "configuration": "1. baseline", "median_s": 10.0}, run / "results.jsonl")
     append_row({**base, "configuration": "2. fast", "median_s": 0.5}, run / "results.jsonl")
+    append_row({**base, "configuration": "1. baseline, again", "median_s": 10.5}, run / "results.jsonl")
     summary = run_course.write_summary(run).read_text()
     assert "## The ladder" in summary
+    ladder = summary.split("## The ladder")[1].split("## Every measurement")[0]
+    assert "| 1. baseline, again |" not in ladder  # a repeated baseline is the noise floor, not a rung
+    assert "Measured again in the same run (08's noise floors; a difference no larger is within noise): " \
+           "1. baseline: 10.5 s" in ladder
     assert "| 2. fast | float32 | 200 | 10.2 | 0.5 |  | 20 |" in summary  # the ladder table (no spread recorded)
     assert "| 08_summary | 2. fast | CPU | float32 | 200 | 10.2 | 0.5 | 20 |" in summary  # every measurement
     assert "speed and memory only" in summary
