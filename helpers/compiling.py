@@ -267,3 +267,18 @@ class CompiledOrEager(torch.nn.Module):
             return super().__getattr__(name)  # parameters, buffers, submodules (eager, compiled)
         except AttributeError:
             return getattr(self.eager, name)
+
+
+def last_rung_compiles(device: torch.device | str, *, support=compile_support) -> tuple[bool, str]:
+    """Does the ladder's last rung compile the UNet on ``device``? Returns ``(ok, reason)`` in one line.
+
+    Notebook 08's ladder compiles the UNet (``mode="reduce-overhead"``, CUDA graphs) on a CUDA GPU only: that is
+    where the blog compiled, and where compiling pays (notebook 05). Elsewhere the last rung stays eager, so that
+    every notebook that starts from it (09, 10) measures the same pipeline. ``support``: :func:`compile_support`,
+    or a stand-in in tests.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False, (f"the last rung compiles the UNet on a CUDA GPU only (notebook 05); on {device.type} it stays "
+                       "eager, as in notebook 08's ladder")
+    return support(device)
