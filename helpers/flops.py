@@ -68,3 +68,19 @@ def peak_flops_per_s(device: torch.device | str, dtype: torch.dtype = torch.floa
         synchronize(device)
         best_s = min(best_s, time.perf_counter() - start)
     return 2 * size**3 * repeats / best_s
+
+
+PEAK_MATRIX_SIZE = 4096  # large enough for a GPU's tensor cores and a CPU's vector units to reach their rate
+SMOKE_PEAK_MATRIX_SIZE = 256  # a smoke run checks that the code runs: a small product, in a moment
+
+
+def peak_matrix_size(smoke: bool | None = None) -> int:
+    """The side of the square matrices :func:`peak_flops_per_s` multiplies in this run.
+
+    A peak needs a large product (:data:`PEAK_MATRIX_SIZE`); a smoke run measures nothing and takes a small one.
+    ``smoke``: ``None`` asks :func:`helpers.settings.smoke_mode`.
+    """
+    from helpers import settings
+
+    smoke = settings.smoke_mode() if smoke is None else smoke
+    return SMOKE_PEAK_MATRIX_SIZE if smoke else PEAK_MATRIX_SIZE

@@ -133,8 +133,8 @@ OUT_OF_MEMORY_ADVICE = (
     "  - shorter audio: a smaller audio_length_in_s (memory grows with the clip's length);\n"
     "  - fewer waveforms: a smaller num_waveforms_per_prompt (each one is another full clip in the batch);\n"
     "  - half precision on a GPU: load_pipeline(torch_dtype=torch.float16, ...) halves weights and activations;\n"
-    "  - pipe.enable_model_cpu_offload() on a GPU: only the model that is running stays on the GPU "
-    "(needs accelerate; costs some time);\n"
+    "  - pipe.enable_model_cpu_offload() on a GPU: the models wait in host memory and each comes to the GPU as it "
+    "runs (needs accelerate; costs some time);\n"
     "  - a bigger GPU (Colab: Runtime > Change runtime type), or several shorter clips instead of one long one."
 )
 
@@ -266,19 +266,81 @@ def room_for_peak_gib(device: torch.device | str, processes_here: int = 1) -> fl
     return MEMORY_MARGIN * room / GIB
 
 
-def what_peak_means(device: torch.device | str) -> str:
-    """One line under a table of peak memory: what :class:`PeakMemory`'s ``peak_gib`` read on ``device``, and how to
-    compare its rows.
+# --------------------------------------------------------------------------------------------
+# What peak_memory reads on this device, and whether offload applies (notebook 07)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryReading:
+    """What :func:`peak_memory` reads on a device: ``label`` for a chart's axis, ``how`` in one line for a reader,
+    ``rows``: one line under a table of peaks, saying whether its rows compare."""
 
-    On CUDA each measurement empties the allocator's cache first, so rows compare along a table; on a CPU it is the
-    process's resident memory, which only grows over a notebook (freed memory is not always given back to the
-    system), so rows compare between two runs, not along the table.
+    label: str
+    how: str
+    rows: str
+
+
+def what_peak_memory_reads(device: torch.device | str) -> MemoryReading:
+    """The memory :func:`peak_memory` measures on ``device``, and how, so that a notebook says it without a branch.
+
+    Each device keeps different counters: CUDA has peak counters of its own, MPS only the present figures (sampled),
+    a CPU none at all (this process's RSS, sampled). A figure read one way is not comparable with one read another.
     """
     kind = torch.device(device).type
     if kind == "cuda":
-        return "peak GiB: the GPU memory reserved during each measurement (the cache emptied before it): rows compare"
+        return MemoryReading("GPU memory reserved", "GPU memory, from CUDA's own peak counters (reset before the "
+                             "work): the most PyTorch reserved from the driver, and the most its tensors allocated",
+                             "peak GiB: the GPU memory reserved during each measurement (the cache emptied before "
+                             "it): rows compare")
     if kind == "mps":
-        return ("peak GiB: the memory the Metal driver held during each measurement, which keeps what earlier rows "
-                "used: compare it between two runs, not along the table")
-    return ("peak GiB on a CPU: the process's resident memory, which only grows over a notebook (copies of the UNet "
-            "above): compare it between two runs, not along the table")
+        return MemoryReading("Metal memory held by the driver",
+                             "Apple GPU memory: MPS keeps no peak, so torch.mps.driver_allocated_memory() and "
+                             "current_allocated_memory() are read every 5 ms and the highest kept",
+                             "peak GiB: the memory the Metal driver held during each measurement, which keeps what "
+                             "earlier rows used: compare it between two runs, not along the table")
+    return MemoryReading("host memory (RSS)", "host memory: no device counters here, so this process's resident "
+                         "memory (RSS, psutil) is read every 5 ms and the highest kept; it includes the weights",
+                         "peak GiB on a CPU: the process's resident memory, which only grows over a notebook (freed "
+                         "memory is not always given back): compare it between two runs, not along the table")
+
+
+def memory_here_text(device: torch.device | str, *, total_gib: float | None = None,
+                     room_gib: float | None = None) -> str:
+    """One line: the memory of the kind :func:`peak_memory` reads that ``device`` has, and what a peak may reach.
+
+    ``room_gib`` defaults to :func:`room_for_peak_gib` (a tenth kept free); both can be handed in by a test.
+    """
+    kind = torch.device(device).type
+    if total_gib is None:
+        total = (torch.cuda.get_device_properties(torch.device(device)).total_memory if kind == "cuda"
+                 else psutil.virtual_memory().total)
+        total_gib = total / GIB
+    room_gib = room_for_peak_gib(device) if room_gib is None else room_gib
+    what = {"cuda": "this GPU", "mps": "this Mac (memory shared by the CPU and the GPU)"}.get(
+        kind, "this machine's host memory")
+    return f"{what}: {total_gib:.1f} GiB; a peak of this notebook may reach about {room_gib:.1f} GiB (a tenth free)"
+
+
+@dataclass(frozen=True)
+class OffloadPlan:
+    """Whether ``pipe.enable_model_cpu_offload()`` applies on a device, and why, in one line."""
+
+    applies: bool
+    why: str
+
+
+def offload_plan(device: torch.device | str) -> OffloadPlan:
+    """Does model CPU offload mean anything on ``device``? Only where a GPU has memory of its own to save.
+
+    On a CUDA GPU offload keeps the weights in host memory and lends each model the GPU as it runs. A CPU has no
+    other memory to offload to; an Apple GPU shares one memory with the CPU, so moving a model between them frees
+    nothing. There the notebook says so and measures the same calls without offload.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return OffloadPlan(True, "a CUDA GPU: offload keeps the weights in host memory and brings each model to the "
+                                 "GPU as it runs (measured below)")
+    if kind == "mps":
+        return OffloadPlan(False, "an Apple GPU shares one memory with the CPU: offload would move the weights within "
+                                  "that memory and free none of it, so it is skipped here")
+    return OffloadPlan(False, f"no GPU ({kind}): the pipeline already lives in host memory, so there is nothing to "
+                              "offload to; it is skipped here")

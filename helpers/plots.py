@@ -130,7 +130,9 @@ def plot_stages(stage_times: dict, title: str = "Where one generation's time goe
                            for times in stage_times.values()])
         ax.barh(labels, widths, left=left, label=stage)
         left += widths
-    ax.set_xlabel("seconds (each stage synchronised)")
+    from helpers.stages import how_stages_are_timed
+
+    ax.set_xlabel(f"seconds ({how_stages_are_timed(next(iter(stage_times.values())).device)})")
     ax.invert_yaxis()
     fig.suptitle(textwrap.fill(title, 70))
     fig.legend(loc="outside lower center", ncol=4, fontsize="small")  # below the axis label, never over it

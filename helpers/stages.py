@@ -178,3 +178,23 @@ def profile_stages(pipe, generate: Callable[[], object], device: torch.device | 
     if trace_path is not None:
         profiler.export_chrome_trace(str(trace_path))
     return profiler
+
+
+def how_stages_are_timed(device: torch.device | str) -> str:
+    """How :func:`time_stages` reads each stage's seconds on ``device``, in a few words (for a chart's axis, a note).
+
+    The two ways differ (a CUDA event pair also counts the GPU's idle time between its marks), so a reader should
+    know which one made the figures: on CUDA, events stamped by the GPU and read after one synchronise at the end;
+    elsewhere, the device synchronised and a clock read at every hook.
+    """
+    if torch.device(device).type == "cuda":
+        return "CUDA events at each stage, read after one synchronise at the end"
+    return "each stage synchronised and timed with time.perf_counter"
+
+
+def profiler_sort_key(device: torch.device | str) -> str:
+    """The ``key_averages().table(sort_by=...)`` column that ranks operations by where the time went on ``device``.
+
+    On CUDA the kernels' own time on the GPU (``device_time_total``); elsewhere there are only the CPU's times.
+    """
+    return "device_time_total" if torch.device(device).type == "cuda" else "cpu_time_total"

@@ -173,5 +173,5 @@ def test_the_sound_columns_say_when_they_are_a_solvers_sketch(monkeypatch):
 
 @pytest.mark.parametrize("device, words", [("cuda", "reserved"), ("mps", "Metal driver"), ("cpu", "resident")])
 def test_what_peak_memory_means_is_said_for_each_device(device, words):
-    line = h.memory.what_peak_means(device)
+    line = h.memory.what_peak_memory_reads(device).rows
     assert words in line and "\n" not in line
