@@ -129,10 +129,15 @@ def test_plot_stages_stacks_every_stage(pipe):
 def test_the_recipe_on_a_cpu_batches_the_prompts_and_caches_deep_features(pipe, monkeypatch):
     monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(False, False)))
     changes = h.recipe.apply_beyond_the_blog(pipe, "cpu")
-    assert changes == ["prompts in one batch", "deep features reused every 2nd step"]
-    with h.precision.autocast_for("cpu", pipe.dtype):
-        clip = _clip(pipe)
+    assert changes == ["prompts in one batch", "GPT-2 from a static cache", "deep features reused every 2nd step"]
+    assert isinstance(pipe.generate_language_model, h.gpt2.StaticGPT2)
+    try:
+        with h.precision.autocast_for("cpu", pipe.dtype):
+            clip = _clip(pipe)
+    finally:
+        h.recipe.remove_beyond_the_blog(pipe)
     assert np.isfinite(clip).all()
+    assert "generate_language_model" not in pipe.__dict__  # the pipeline's own again
     monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(True, False)))
     assert isinstance(h.precision.autocast_for("cpu", torch.float32), torch.autocast)
     assert not isinstance(h.precision.autocast_for("cpu", torch.float16), torch.autocast)  # a half pipeline: no
