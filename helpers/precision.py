@@ -164,21 +164,6 @@ def tf32(enabled: bool = True) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
-def why_ladder_dtype(device: torch.device | str, *, capability: tuple[int, int] | None = None,
-                     cpu: CpuFeatures | None = None) -> str:
-    """One line on the dtype :func:`ladder_dtype` picks on ``device``, and why: what notebook 08's rung 4 and
-    notebook 10's baseline print, so that a reader sees which half precision their device runs, or why none."""
-    dtype = ladder_dtype(device, capability=capability, cpu=cpu)
-    kind = torch.device(device).type
-    if dtype == torch.float32:
-        return "float32: " + why_not(device, torch.bfloat16, capability=capability, cpu=cpu)
-    if kind == "cuda":
-        return "float16: every CUDA GPU computes it (tensor cores on a T4 and newer), as the blog ran it"
-    if kind == "mps":
-        return "float16: the Apple GPU computes it"
-    return "bfloat16: this CPU computes it (AVX512-BF16 or AMX), and no CPU computes float16"
-
-
 def bfloat16_forms(device: torch.device | str, baseline_dtype: torch.dtype, *,
                    capability: tuple[int, int] | None = None,
                    cpu: CpuFeatures | None = None) -> tuple[tuple[str, ...], str]:
@@ -212,3 +197,88 @@ def tf32_support(device: torch.device | str, *, capability: tuple[int, int] | No
     if tuple(capability) < NATIVE_BFLOAT16_CUDA_CAPABILITY:
         return False, f"{where} has no TF32 tensor cores: they came with Ampere (8.0)"
     return True, f"{where} runs float32 products in TF32 on its tensor cores when the flags allow it"
+
+DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple GPU", "cpu": "CPU"}  # for one-line reasons: "this CUDA GPU"
+
+
+@dataclass(frozen=True)
+class PrecisionRun:
+    """One half precision notebook 04 can time against float32, whether it does on this device, and why."""
+
+    name: str  # "float16", "bfloat16 weights", "bfloat16 autocast": the notebook's row
+    torch_dtype: torch.dtype  # the dtype the pipeline's weights are loaded in
+    autocast: torch.dtype | None  # the dtype ``torch.autocast`` computes in around the call; None for none
+    measured: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'measured' if self.measured else 'not measured'} here: {self.reason}"
+
+
+def emulated_reason(device: torch.device | str, dtype: torch.dtype, *, capability: tuple[int, int] | None = None,
+                    cpu: CpuFeatures | None = None) -> str:
+    """Why ``dtype`` is not computed natively on ``device``, in a clause short enough for one printed line
+    (:func:`why_not` is the longer sentence of an error message). Where it is computed natively: says so."""
+    kind = torch.device(device).type
+    name = str(dtype).removeprefix("torch.")
+    if computes_natively(device, dtype, capability=capability, cpu=cpu):
+        return f"this {DEVICE_NAMES.get(kind, kind)} computes {name} natively"
+    if kind == "cpu" and dtype == torch.float16:
+        return "no CPU the course meets computes float16: emulated, it is slower than float32"
+    if kind == "cpu":
+        return "this CPU has neither AVX512-BF16 nor AMX: bfloat16 would be emulated, slower than float32"
+    if kind == "cuda":
+        capability = capability or torch.cuda.get_device_capability()
+        return (f"this GPU (CUDA capability {capability[0]}.{capability[1]}) emulates bfloat16: computing it takes "
+                "8.0 or more (an A100, an L4, an H100)")
+    if kind == "mps":
+        return "the Apple GPU's half type is float16"
+    return f"{kind} does not compute {name} natively"
+
+
+def precisions_to_measure(device: torch.device | str, *, capability: tuple[int, int] | None = None,
+                          cpu: CpuFeatures | None = None) -> dict[str, PrecisionRun]:
+    """The half precisions notebook 04 could time after float32, by name, each with whether it does on ``device``
+    and why.
+
+    Weights in a half precision are timed where the device computes it natively (:func:`half_precision_runs_here`):
+    the point is a speed-up, and an emulated format only shows a slow-down. Autocast over float32 weights is timed
+    on a CPU that computes bfloat16 (:func:`bfloat16_autocast_pays`); a GPU gets half-precision weights, which also
+    save memory. The course's tests (``AUDIOLDM2_TESTS_HALF_ON_CPU=1``) time both weights on any CPU, to run the
+    code. One function, so that the notebook's cells follow a decision instead of branching on the device.
+    """
+    kind = torch.device(device).type
+
+    def weights(dtype: torch.dtype) -> PrecisionRun:
+        name = "float16" if dtype == torch.float16 else "bfloat16 weights"
+        reason = emulated_reason(device, dtype, capability=capability, cpu=cpu)
+        measured = half_precision_runs_here(device, dtype, capability=capability, cpu=cpu)
+        if measured and not computes_natively(device, dtype, capability=capability, cpu=cpu):
+            reason = f"{reason}; timed only because the course's tests set {settings.TESTS_HALF_ON_CPU_ENV}=1"
+        return PrecisionRun(name, dtype, None, measured, reason)
+
+    autocast = bfloat16_autocast_pays(device, torch.float32, cpu=cpu)
+    if kind == "cpu":
+        autocast_why = emulated_reason(device, torch.bfloat16, capability=capability, cpu=cpu)
+    else:
+        autocast_why = "a GPU is given half-precision weights, which also halve the memory autocast keeps"
+    runs = [weights(torch.float16), weights(torch.bfloat16),
+            PrecisionRun("bfloat16 autocast", torch.float32, torch.bfloat16, autocast, autocast_why)]
+    return {run.name: run for run in runs}
+
+
+def ladder_dtype_reason(device: torch.device | str, *, capability: tuple[int, int] | None = None,
+                        cpu: CpuFeatures | None = None) -> str:
+    """One line: the dtype :func:`ladder_dtype` loads on ``device``, and why (why float32, where no half pays).
+
+    Printed where a notebook loads the pipeline in that dtype, so that a reader on any device reads what runs.
+    """
+    dtype = ladder_dtype(device, capability=capability, cpu=cpu)
+    name = str(dtype).removeprefix("torch.")
+    if dtype == torch.float32:
+        why = emulated_reason(device, torch.bfloat16, capability=capability, cpu=cpu)
+        return f"float32: {why}; float16 is emulated on every CPU the course meets"
+    why = emulated_reason(device, dtype, capability=capability, cpu=cpu)
+    if dtype == torch.bfloat16:
+        return f"{name}: {why} (AVX512-BF16 or AMX); the blog's float16 would be emulated here, slower than float32"
+    return f"{name}: {why}, as the blog's GPU did"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # Where this course lives on GitHub. The notebooks' badges and install cells, pyproject.toml and the README
 # spell it out too: `python -m helpers.repository OWNER/NAME` changes them all, and a test checks they agree.
@@ -230,3 +231,37 @@ def sound_columns_note(wanted: int = 20) -> str:
         return f"the sound columns: the timed clips, at {steps_label(wanted)}, the count a listener hears"
     return (f"the sound columns: the timed clips, at {steps_label(wanted)}, fewer in a sweep: a solver's sketch, "
             f"not the recipe's sound; the listening cell plays that, at {steps_label(wanted, heard)}")
+
+
+BLOG_SOLVER_STEPS = 20  # the blog's DPM-Solver++ step count
+
+
+class StepSweep(NamedTuple):
+    """The step counts a sweep runs, each with the blog's count it stands for, and how each is timed."""
+
+    counts: dict[int, int]  # steps run -> the count asked for (the blog's), sorted by steps run
+    warmup: int
+    repeats: int
+    reason: str  # one line: why these counts and these repeats here
+
+    def label(self, run: int) -> str:
+        """``"10 steps"``, or ``"2 steps (the blog: 20)"`` where this run takes fewer."""
+        return steps_label(self.counts[run], run)
+
+
+def step_sweep(wanted: list[int], blog: int = BLOG_SOLVER_STEPS) -> StepSweep:
+    """A sweep of step counts to time *and* hear (notebook 06): each at its own count (:func:`steps_to_hear`).
+
+    A sweep is for listening, so the CPU profile keeps every count (a solver at 4 steps is no recipe) and times each
+    once, with no warm-up: four generations of each would add minutes, and one shows time growing by the per-step
+    cost. Elsewhere each count has a warm-up and :func:`repeats` timed runs. Smoke mode caps every count, so several
+    become one: that one keeps ``blog``'s label where ``blog`` is among them, else the smallest count's.
+    """
+    counts: dict[int, int] = {}
+    for n in sorted(wanted, reverse=True):
+        counts[steps_to_hear(n)] = n
+    if blog in wanted:
+        counts[steps_to_hear(blog)] = blog
+    counts = dict(sorted(counts.items()))
+    runs = sweep_runs()  # one rule for every sweep of the course (06 and 10)
+    return StepSweep(counts, runs.warmup, runs.repeats, str(runs))
