@@ -264,3 +264,21 @@ def room_for_peak_gib(device: torch.device | str, processes_here: int = 1) -> fl
         own = resident.rss - getattr(resident, "shared", 0)  # "shared" is Linux's file-backed and shared RSS
         room = own + psutil.virtual_memory().available / max(processes_here, 1)
     return MEMORY_MARGIN * room / GIB
+
+
+def what_peak_memory_reads(device: torch.device | str) -> str:
+    """One line on what :func:`peak_memory` read on ``device``, to print under a comparison of peaks.
+
+    Why: the same figure means different things. On CUDA it is an exact counter of PyTorch's allocator; elsewhere
+    it is a reading sampled every few milliseconds (the whole process's RSS on a CPU, the Metal driver's memory on
+    a Mac), in which a small difference between two runs is noise, not a finding.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return ("peak memory: what PyTorch's allocator reserved on the GPU at the worst moment "
+                "(torch.cuda.max_memory_reserved), an exact counter")
+    if kind == "mps":
+        return ("peak memory: what the Metal driver held, sampled every few milliseconds (MPS keeps no peak): "
+                "a small difference is within its noise")
+    return ("peak memory: the whole process's resident memory (RSS), sampled every few milliseconds: a small "
+            "difference is within its noise")
