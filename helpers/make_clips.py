@@ -434,5 +434,42 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+
+DEMO_STEPS, DEMO_SECONDS = 2, 2.56  # notebook 11's CPU demonstration: each clip cut to this
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookLaunch:
+    """How notebook 11 runs this command on its own device: how many processes, with which flags, and why."""
+
+    processes: int
+    flags: tuple[str, ...]
+    why: str
+
+
+def notebook_launch(device: torch.device | str, *, steps: int, seconds: float,
+                    gpus: int | None = None) -> NotebookLaunch:
+    """The processes and flags notebook 11 runs the command with on ``device``, and one line saying why.
+
+    Why a helper decides: on a GPU the job is the recipe's (``steps`` of the blog's 20, clips of ``seconds``), one
+    process per GPU, the UNet eager (for four clips, compiling takes longer than it saves). On a CPU two processes
+    share the cores only to show the work split between them, so each clip is cut to 2 steps and 2.56 s: the
+    recipe's settings would take minutes a clip there. ``gpus``: how many CUDA GPUs (default: this machine's).
+    """
+    kind = torch.device(device).type
+    if kind == "cpu":
+        demo_steps, demo_seconds = min(steps, DEMO_STEPS), min(seconds, DEMO_SECONDS)
+        return NotebookLaunch(
+            processes=2, flags=("--cpu", "--steps", str(demo_steps), "--length", f"{demo_seconds:g}"),
+            why=(f"a CPU: 2 processes share its cores, a demonstration of the work split, not the recipe's settings: "
+                 f"{settings.steps_label(20, demo_steps)}, {demo_seconds:g} s clips "
+                 f"(the blog: {settings.AUDIO_LENGTH_S:g} s)"))
+    count = max(torch.cuda.device_count() if gpus is None else gpus, 1) if kind == "cuda" else 1
+    where = f"{count} CUDA GPU(s), one process each" if kind == "cuda" else f"the {kind} device, one process"
+    return NotebookLaunch(
+        processes=count, flags=("--no-compile", "--steps", str(steps), "--length", f"{seconds:g}"),
+        why=(f"{where}: the recipe, DPM-Solver++ {settings.steps_label(20, steps)}, {seconds:g} s clips, the UNet "
+             "eager (--no-compile: for four clips, compiling takes longer than it saves)"))
+
 if __name__ == "__main__":
     sys.exit(main())

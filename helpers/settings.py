@@ -265,3 +265,22 @@ def step_sweep(wanted: list[int], blog: int = BLOG_SOLVER_STEPS) -> StepSweep:
     counts = dict(sorted(counts.items()))
     runs = sweep_runs()  # one rule for every sweep of the course (06 and 10)
     return StepSweep(counts, runs.warmup, runs.repeats, str(runs))
+
+
+def batch_sizes(device) -> tuple[list[int], str]:
+    """The batch sizes notebook 11 measures on ``device`` (a ``torch.device`` or its name), and one line on why.
+
+    Why these: throughput grows with the batch until the device is busy. A CUDA GPU can have room at one clip a
+    call, so it tries up to 8; a CPU is busy from the first clip and each size costs minutes there, so three show
+    its curve; a smoke run tries two, only to check that the code runs.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if smoke_mode():
+        return [1, 2], "a smoke run: two sizes, only to check that the code runs"
+    if kind == "cuda":
+        return [1, 2, 4, 8], "a CUDA GPU: 1 to 8 clips a call (exercise 1 tries more)"
+    if kind == "mps":
+        return [1, 2, 4], "an Apple GPU: 1, 2 and 4 clips a call (it shares its memory with the system)"
+    return [1, 2, 4], "a CPU, busy from the first clip: 1, 2 and 4 clips a call show its curve in minutes"

@@ -102,9 +102,10 @@ def estimate_step_costs(generate: Callable[[int], object], device: torch.device 
                         more: int = 5, clock: Clock = time.perf_counter) -> StepCosts:
     """Split ``generate(steps)`` into :class:`StepCosts` from two short runs, before a long measurement.
 
-    Notebook 01 does this by hand: one untimed call of ``few`` steps pays the one-off costs, then a timed
-    call of ``few`` steps and one of ``more``; their difference over ``more - few`` is the cost per step,
-    and what remains of the short call is the fixed part. One run each, so a rough guide, not a measurement.
+    One untimed call of ``few`` steps pays the one-off costs (in notebook 01, which does this by hand, the blog's
+    call has paid them), then a timed call of ``few`` steps and one of ``more``; their difference over
+    ``more - few`` is the cost per step, and what remains of the short call is the fixed part. One run each, so a
+    rough guide, not a measurement.
     """
     generate(few)  # the first call pays one-off costs (lazy kernel loading, allocator): not used
     few_s = time_once(lambda: generate(few), device, clock=clock)
