@@ -69,3 +69,4 @@ from helpers.loading import hide_loading_bars  # noqa: E402
 
 quiet_cpu_profiler()  # no "USDT: profiler_start" lines under every profiled cell on a CPU
 hide_loading_bars()  # no stacked "Loading weights" bars from transformers and diffusers; the hub's download bar stays
+compiling.quiet_traced_version_checks()  # no warning that Dynamo traced diffusers' cached version check

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterator
 
 import torch
@@ -286,3 +287,80 @@ def blog_compile_support(device: torch.device | str, *,
         return False, (f"the blog's mode=\"reduce-overhead\" replays CUDA graphs, a CUDA feature, and this is "
                        f"{device.type} (notebook 05 shows what compiling does here)")
     return support(device)
+
+
+# Which compiler, on which device (notebook 05)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompileChoice:
+    """What the course compiles the UNet with on a device, and the one-line reason a notebook prints.
+
+    ``backend``: ``"inductor"`` (kernels generated and compiled), ``"eager"`` (Dynamo alone: the graph is captured,
+    with its guards and recompiles, and run with PyTorch's own kernels) or ``None`` (nothing compiles: stay eager).
+    ``mode``: ``"reduce-overhead"`` (Inductor, then its kernels replayed as CUDA graphs: the blog's), ``"default"``
+    (Inductor alone) or ``None``.
+    """
+
+    backend: str | None
+    mode: str | None
+    why: str
+
+    @property
+    def label(self) -> str:
+        """How a row or a player names what ran: ``mode='default'``, ``backend='eager', Dynamo alone``, ..."""
+        if self.backend is None:
+            return "not compiled"
+        return "backend='eager', Dynamo alone" if self.backend == "eager" else f"mode={self.mode!r}"
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.why}"
+
+
+def choose_compile(device: torch.device | str, *, inductor: tuple[bool, str] | None = None,
+                   dynamo: tuple[bool, str] | None = None, smoke: bool | None = None) -> CompileChoice:
+    """How notebook 05 compiles the UNet on ``device``: the blog's ``mode="reduce-overhead"`` where it means something.
+
+    ``reduce-overhead`` replays the UNet's kernels as CUDA graphs, which exist only on CUDA GPUs: elsewhere Inductor
+    skips them and the mode quietly does what ``mode="default"`` does, so off CUDA the course writes ``"default"``.
+    Inductor's C++ compilation on a CPU takes minutes per shape, so a smoke run off CUDA (a check that the code runs)
+    uses Dynamo alone. Where Inductor cannot run, Dynamo alone; where Dynamo cannot either, nothing.
+    ``inductor`` and ``dynamo``: what :func:`compile_support` answers for each backend (``(ok, reason)``), asked here
+    when not given; ``smoke``: :func:`helpers.settings.smoke_mode` when not given. Tests inject all three.
+    """
+    from helpers import settings
+
+    kind = torch.device(device).type
+    inductor_ok, inductor_reason = inductor if inductor is not None else compile_support(device)
+    dynamo_ok, dynamo_reason = dynamo if dynamo is not None else compile_support(device, backend="eager")
+    smoke = settings.smoke_mode() if smoke is None else smoke
+    if kind == "cuda" and inductor_ok:
+        return CompileChoice("inductor", "reduce-overhead",
+                             "a CUDA GPU: Inductor's Triton kernels, replayed as CUDA graphs, as the blog did. "
+                             "The first call compiles: a minute or more.")
+    if inductor_ok and not smoke:
+        return CompileChoice("inductor", "default",
+                             f"no CUDA GPU: CUDA graphs do not apply to {kind}, so mode='default' (Inductor alone). "
+                             "The first call compiles: minutes here.")
+    if dynamo_ok:
+        reason = ("a smoke run off CUDA: Inductor would compile for minutes, for every shape. " if inductor_ok
+                  else f"Inductor cannot run here ({inductor_reason}) ")
+        return CompileChoice("eager", None,
+                             reason + "Dynamo alone (backend='eager') captures the graph and recompiles on the same "
+                             "changes, in seconds, but runs PyTorch's own kernels: no speed-up to expect.")
+    return CompileChoice(None, None, f"torch.compile cannot run here: {dynamo_reason} The UNet stays eager.")
+
+
+def quiet_traced_version_checks() -> None:
+    """Hide Dynamo's warning about diffusers' cached version check in its upsampling blocks: tracing it is exact.
+
+    For bfloat16 only, diffusers' ``Upsample2D.forward`` asks ``is_torch_version("<", "2.1")``, a function wrapped in
+    ``functools.lru_cache``. Dynamo traces through the cache wrapper and warns, once per call site, that skipping a
+    cache could in principle change a result. This one compares the installed torch's version with a constant: the
+    traced function returns what the cached one would. The filter names those call sites (``upsampling.py``), so that
+    the same warning about any other cached function still shows.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning,
+                            message=r"Dynamo detected a call to a `functools\.lru_cache`-wrapped function at "
+                                    r"'upsampling\.py:")
