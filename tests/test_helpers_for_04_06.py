@@ -73,8 +73,11 @@ def test_the_tests_switch_times_both_half_weights_on_any_cpu_and_says_so(monkeyp
 @pytest.mark.parametrize("device, capabilities, dtype, words", [
     ("cuda", {"capability": T4}, torch.float16, "computes float16 natively"),
     ("cuda", {"capability": A100}, torch.float16, "computes float16 natively"),
+    ("cuda", {"capability": H100}, torch.float16, "CUDA GPU"),
     ("mps", {}, torch.float16, "Apple GPU"),
     ("cpu", {"cpu": ZEN4}, torch.bfloat16, "emulated"),
+    ("cpu", {"cpu": ZEN4}, torch.bfloat16, "AVX512-BF16"),
+    ("cpu", {"cpu": CpuFeatures(avx512_bf16=False, amx=True)}, torch.bfloat16, "AMX"),
     ("cpu", {"cpu": NO_BF16}, torch.float32, "neither AVX512-BF16 nor AMX"),
 ])
 def test_the_ladder_dtype_is_said_in_one_line_with_its_reason(device, capabilities, dtype, words):

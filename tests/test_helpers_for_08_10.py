@@ -27,24 +27,6 @@ def a_readers_machine(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The last rung: 08's rung 4 and 10's baseline print the same dtype and reason
-# ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("device, kwargs, dtype, words", [
-    ("cuda", {"capability": T4}, torch.float16, "CUDA GPU"),
-    ("cuda", {"capability": H100}, torch.float16, "CUDA GPU"),
-    ("mps", {}, torch.float16, "Apple GPU"),
-    ("cpu", {"cpu": CPU_WITH_BF16}, torch.bfloat16, "AVX512-BF16"),
-    ("cpu", {"cpu": CPU_WITH_AMX}, torch.bfloat16, "AMX"),
-    ("cpu", {"cpu": CPU_WITHOUT_BF16}, torch.float32, "neither AVX512-BF16 nor AMX"),
-])
-def test_the_last_rungs_dtype_is_said_with_its_reason(device, kwargs, dtype, words):
-    line = h.precision.ladder_dtype_reason(device, **kwargs)
-    assert h.precision.ladder_dtype(device, **kwargs) == dtype
-    assert line.startswith(str(dtype).removeprefix("torch.") + ":") and words in line
-    assert "\n" not in line
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # bfloat16 in notebook 10: only a form that differs from the last rung gets a row
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("device, kwargs, forms, words", [
