@@ -75,6 +75,26 @@ def test_deep_cache_skips_the_deep_blocks_on_alternate_steps_and_undoes_cleanly(
         h.deep_cache.apply_deep_cache(pipe.unet, interval=0)
 
 
+def test_deep_cache_on_a_compiled_unet_keeps_two_graphs_and_the_eager_clip(pipe):
+    """Rung 8 on a GPU: DeepCache beside the compiled UNet. The step count lives outside the graph, so Dynamo keeps
+    one graph for a full step and one for a shallow step, not one per count (Dynamo alone here: Inductor compiles
+    the same two graphs in about a minute on 2 cores)."""
+    state = h.deep_cache.apply_deep_cache(pipe.unet, interval=2)
+    eager = _clip(pipe, steps=4)
+    h.deep_cache.remove_deep_cache(pipe.unet)
+    pipe.unet = torch.compile(pipe.unet, fullgraph=True, backend="eager")  # a break or a recompile would show
+    graphs = h.compiling.compiled_graphs()
+    state = h.deep_cache.apply_deep_cache(pipe.unet, interval=2)
+    first, second = _clip(pipe, steps=4), _clip(pipe, steps=4)
+    assert h.compiling.compiled_graphs() - graphs == 2  # full and shallow, over 8 UNet calls
+    assert (state.full_steps, state.cached_steps) == (4, 4)
+    np.testing.assert_allclose(first, eager, atol=1e-6)
+    np.testing.assert_allclose(second, eager, atol=1e-6)
+    h.deep_cache.remove_deep_cache(pipe.unet)
+    assert not pipe.unet._forward_pre_hooks  # the step's decision is off the compiled module too
+    torch._dynamo.reset()
+
+
 def test_fuse_qkv_fuses_what_diffusers_call_does_not_with_the_same_output(pipe):
     reference = _clip(pipe)
     pipe.unet.fuse_qkv_projections()

@@ -162,6 +162,13 @@ class Engine:
             keep.append((pipe.vae.decoder, pipe.vocoder))
         recipe.remove_beyond_the_blog(pipe)
 
+    def apply_approximations(self, pipe) -> list[str]:
+        """Rung 8's deep-feature cache, on the UNet the pipeline calls (compiled: two graphs)."""
+        return recipe.apply_approximations(pipe)[:1]  # the step count is the clip's
+
+    def remove_approximations(self, pipe) -> None:
+        recipe.remove_approximations(pipe)
+
     def recipe_autocast(self, pipe) -> torch.dtype | None:
         """Rung 7 on a CPU with bfloat16 instructions runs under bfloat16 autocast (see helpers.recipe)."""
         return torch.bfloat16 if precision.bfloat16_autocast_pays(self.device, pipe.dtype) else None
