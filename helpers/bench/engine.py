@@ -252,6 +252,10 @@ class Engine:
             changes.append(Change("compiled UNet + VAE decoder and vocoder compiled", apply, undo))
             changes.append(self._static_gpt2(pipe, "compiled UNet + GPT-2 from a static cache, one CUDA graph",
                                              compile="reduce-overhead"))
+            batch, unbatch = self._batched_prompts(pipe)
+            changes.append(Change("compiled UNet + both prompts in one batch, text encoders compiled",
+                                  lambda: (batch(), prompts.compile_text_encoders(pipe)),
+                                  lambda: (prompts.uncompile_text_encoders(pipe), unbatch())))
         return changes
 
     def _static_gpt2(self, pipe, label: str, compile: str | None = None) -> Change:
