@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from diffusers.hooks import HookRegistry, ModelHook
 
 from helpers import settings
 
@@ -284,47 +283,3 @@ def ladder_dtype_reason(device: torch.device | str, *, capability: tuple[int, in
         return f"{name}: {why} (AVX512-BF16 or AMX); the blog's float16 would be emulated here, slower than float32"
     return f"{name}: {why}, as the blog's GPU did"
 
-
-class ComputeIn(ModelHook):
-    """A module's weights and arithmetic in ``dtype``, whatever the dtype of what goes in and comes out.
-
-    Its floating-point inputs are cast to ``dtype`` before the call, its output back to the input's dtype after it,
-    so the rest of the pipeline sees nothing change. For one stage that runs faster in another precision than the
-    pipeline's: on some CPUs the vocoder's and the VAE decoder's convolutions run faster in float32 than in bfloat16.
-    """
-
-    def __init__(self, dtype: torch.dtype):
-        super().__init__()
-        self.dtype, self.given = dtype, None
-
-    def pre_forward(self, module, *args, **kwargs):
-        floats = [value for value in [*args, *kwargs.values()] if torch.is_tensor(value) and value.is_floating_point()]
-        self.given = floats[0].dtype if floats else None
-
-        def cast(value):
-            return value.to(self.dtype) if torch.is_tensor(value) and value.is_floating_point() else value
-
-        return tuple(cast(value) for value in args), {key: cast(value) for key, value in kwargs.items()}
-
-    def post_forward(self, module, output):
-        if self.given is None or not torch.is_tensor(output):
-            return output
-        return output.to(self.given)
-
-
-def compute_in(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Run ``module`` in ``dtype`` inside a pipeline of another dtype (:class:`ComputeIn`); returns the module.
-
-    :func:`stop_computing_in` casts it back and takes the hook off.
-    """
-    module.to(dtype)
-    HookRegistry.check_if_exists_or_initialize(module).register_hook(ComputeIn(dtype), "compute_in")
-    return module
-
-
-def stop_computing_in(module: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Undo :func:`compute_in`: the module back in ``dtype`` (the pipeline's), the hook taken off."""
-    registry = getattr(module, "_diffusers_hook", None)
-    if registry is not None and registry.get_hook("compute_in") is not None:
-        registry.remove_hook("compute_in", recurse=False)
-        module.to(dtype)
