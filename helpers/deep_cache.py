@@ -44,22 +44,23 @@ class DeepCacheStep(ModelHook):
     """On the UNet: before each call, decide whether this step runs in full or reuses the cache.
 
     It counts calls instead of reading the timestep, and it is stateful: the pipeline resets it when a generation
-    ends (:func:`reset_after_each_generation`), so the next one starts with a full step.
+    ends (:func:`reset_after_each_generation`), so the next one starts with a full step. The decision runs as a
+    PyTorch pre-hook on the module the pipeline calls, outside any compiled graph: a compiled UNet then sees only
+    ``state.reuse``, True or False, and keeps two graphs (a full step, a shallow one) instead of one per count.
     """
 
     _is_stateful = True
 
     def __init__(self, state: DeepCacheState):
         super().__init__()
-        self.state = state
+        self.state, self.handle = state, None
 
-    def pre_forward(self, module, *args, **kwargs):
+    def decide(self, module, args) -> None:
         state = self.state
         state.reuse = state.features is not None and state.calls % state.interval != 0
         state.calls += 1
         state.cached_steps += state.reuse
         state.full_steps += not state.reuse
-        return args, kwargs
 
     def reset_state(self, module):
         self.state.calls, self.state.reuse, self.state.features = 0, False, None
@@ -111,13 +112,17 @@ def reset_after_each_generation(unet: torch.nn.Module) -> None:
 def apply_deep_cache(unet: torch.nn.Module, interval: int = 2) -> DeepCacheState:
     """Run the UNet in full once every ``interval`` steps and reuse its deep features in between.
 
-    Returns the state (``full_steps``, ``cached_steps`` count what happened). :func:`remove_deep_cache` undoes it.
-    ``interval=1`` runs every step in full: the same output as without the cache.
+    ``unet`` is the module the pipeline calls, ``pipe.unet``, compiled or not. Returns the state (``full_steps``,
+    ``cached_steps`` count what happened). :func:`remove_deep_cache` undoes it. ``interval=1`` runs every step in
+    full: the same output as without the cache.
     """
     if interval < 1:
         raise ValueError(f"interval must be 1 or more (one full step every `interval` steps), not {interval}.")
     state = DeepCacheState(interval=interval)
-    HookRegistry.check_if_exists_or_initialize(unet).register_hook(DeepCacheStep(state), "deep_cache")
+    step = DeepCacheStep(state)
+    step.handle = unet.register_forward_pre_hook(step.decide)  # on a compiled UNet: outside its graph
+    unet = getattr(unet, "_orig_mod", unet)  # the blocks' hooks go inside the graph
+    HookRegistry.check_if_exists_or_initialize(unet).register_hook(step, "deep_cache")
     deep = [(block, "down") for block in unet.down_blocks[1:]] + [(unet.mid_block, "mid")]
     deep += [(block, "up") for block in unet.up_blocks[:-2]] + [(unet.up_blocks[-2], "keep")]
     for block, kind in deep:
@@ -130,7 +135,11 @@ def apply_deep_cache(unet: torch.nn.Module, interval: int = 2) -> DeepCacheState
 
 
 def remove_deep_cache(unet: torch.nn.Module) -> None:
-    """Take every hook :func:`apply_deep_cache` added off the UNet and its blocks."""
+    """Take every hook :func:`apply_deep_cache` added off the UNet (``pipe.unet``, compiled or not) and its blocks."""
+    unet = getattr(unet, "_orig_mod", unet)
+    step = getattr(unet, "_diffusers_hook", None) and unet._diffusers_hook.get_hook("deep_cache")
+    if step is not None:
+        step.handle.remove()
     for module in [unet, *unet.down_blocks, unet.mid_block, *unet.up_blocks]:
         registry = getattr(module, "_diffusers_hook", None)
         if registry is not None:

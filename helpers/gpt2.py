@@ -46,14 +46,16 @@ def generate_hidden_states(model, cache: StaticCache, inputs_embeds: torch.Tenso
     return torch.cat(new, dim=1)
 
 
-class StaticGPT2:
+class StaticGPT2(torch.nn.Module):
     """A drop-in ``generate_language_model`` for an AudioLDM 2 pipeline: same arguments, same result, fixed shapes.
 
     One ``StaticCache`` per input shape, dtype and device, allocated at the first call of that shape. ``compile``
     (a ``torch.compile`` mode, or ``"default"``) compiles the loop with ``fullgraph=True``: one graph per shape.
+    A module, so that hooks (``h.stages``' timers) wrap the whole loop from outside, compiled or not.
     """
 
     def __init__(self, language_model, compile: str | None = None):
+        super().__init__()
         self.model = getattr(language_model, "transformer", language_model)  # GPT2LMHeadModel -> its GPT2Model
         self.max_new_tokens = language_model.config.max_new_tokens
         self.caches: dict[tuple, StaticCache] = {}
@@ -74,7 +76,7 @@ class StaticGPT2:
             self.caches[key] = cache
         return self.caches[key]
 
-    def __call__(self, inputs_embeds: torch.Tensor, max_new_tokens: int | None = None,
+    def forward(self, inputs_embeds: torch.Tensor, max_new_tokens: int | None = None,
                  attention_mask: torch.Tensor | None = None, **_) -> torch.Tensor:
         max_new_tokens = max_new_tokens or self.max_new_tokens
         if attention_mask is None:

@@ -68,3 +68,30 @@ def batch_prompt_encoding(pipe) -> None:
                         negative_prompt, **kwargs)
 
     pipe.encode_prompt = encode_prompt
+
+
+TEXT_MODELS = ("text_encoder.text_model", "text_encoder_2")  # CLAP's text model and T5: the text side's two encoders
+
+
+def compile_text_encoders(pipe, *, mode: str | None = None, backend: str = "inductor") -> list[str]:
+    """Compile CLAP's text model and T5 in place, each as one graph (``fullgraph=True``); returns what it compiled.
+
+    ``Module.compile`` keeps each module where the pipeline looks for it (its type, its config and its dtype unchanged);
+    only its call goes through the compiler. With :func:`batch_prompt_encoding` both prompts arrive as one batch,
+    padded to the longer one: one graph per prompt length, and after a second length PyTorch marks the length dynamic
+    (one graph for every later one). :func:`uncompile_text_encoders` undoes it.
+    """
+    compiled = []
+    for name in TEXT_MODELS:
+        module = pipe
+        for part in name.split("."):
+            module = getattr(module, part)
+        module.compile(fullgraph=True, mode=mode, backend=backend)
+        compiled.append(name)
+    return compiled
+
+
+def uncompile_text_encoders(pipe) -> None:
+    """Undo :func:`compile_text_encoders`: each encoder's own eager call again."""
+    for module in (pipe.text_encoder.text_model, pipe.text_encoder_2):
+        module._compiled_call_impl = None

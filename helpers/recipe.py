@@ -1,8 +1,13 @@
-"""Notebook 10's best recipe, as one call: rung 7 of notebook 08's ladder, "beyond the blog".
+"""Notebook 10's best recipe, as two calls: rungs 7 and 8 of notebook 08's ladder, "beyond the blog".
 
 Each change is taught and measured on its own in notebook 10; this module only puts together the ones that paid
 there, for each kind of device, on top of the ladder's last rung (SDPA, DPM-Solver++, the negative prompt;
-float16 and a compiled UNet on a CUDA GPU).
+float16 and a compiled UNet on a CUDA GPU). They come in two kinds, kept apart:
+
+* rung 7, :func:`apply_beyond_the_blog`: the same arithmetic, done faster. Its clip is rung 6's, within the
+  rounding of the precision (a test holds each piece to that);
+* rung 8, :func:`apply_approximations`: work skipped, so the audio changes: the UNet's deep features reused every
+  other step (DeepCache), at :data:`RUNG_8_STEPS` DPM-Solver++ steps instead of 20. Listen before you keep it.
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ from helpers.gpt2 import remove_static_gpt2, use_static_gpt2
 from helpers.precision import bfloat16_autocast_pays
 from helpers.prompts import batch_prompt_encoding
 
+RUNG_8_STEPS = 10  # DPM-Solver++ steps of rung 8 (the blog's last rung: 20)
+
 
 def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
     """Apply the recipe's changes to ``pipe`` (already at the last rung); returns what it changed, in words.
 
-    Everywhere: both prompts encoded in one batch. On a CUDA GPU where ``torch.compile`` can run
-    (:func:`~helpers.compiling.compile_support`): the VAE decoder and the vocoder compiled too (default mode: with
-    CUDA graphs they fail), each going on eager, with one line, if its compile fails at the first call. Elsewhere:
-    GPT-2's vectors from a static cache (the same numbers, :mod:`helpers.gpt2`) and the UNet's deep features reused
-    every other step. Wrap the generation in
-    ``h.precision.autocast_for(device, pipe.dtype)`` for the CPU's bfloat16. :func:`remove_beyond_the_blog` undoes it.
+    Rung 7: only changes that keep rung 6's audio. Everywhere: both prompts encoded in one batch. On a CUDA GPU
+    where ``torch.compile`` can run (:func:`~helpers.compiling.compile_support`): the VAE decoder and the vocoder
+    compiled too (default mode: with CUDA graphs they fail), each going on eager, with one line, if its compile fails
+    at the first call. Elsewhere: GPT-2's vectors from a static cache (the same numbers, :mod:`helpers.gpt2`). Wrap
+    the generation in ``h.precision.autocast_for(device, pipe.dtype)`` for the CPU's bfloat16.
+    :func:`remove_beyond_the_blog` undoes it.
     """
     device = torch.device(device)
     batch_prompt_encoding(pipe)
@@ -43,20 +50,34 @@ def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
     else:
         use_static_gpt2(pipe)  # measured on a CPU (notebook 10); on a GPU the benchmark measures it first
         changes.append("GPT-2 from a static cache")
-        apply_deep_cache(getattr(pipe.unet, "_orig_mod", pipe.unet), interval=2)
-        changes.append("deep features reused every 2nd step")
         if bfloat16_autocast_pays(device, pipe.dtype):
             changes.append("bfloat16 autocast")
     return changes
 
 
 def remove_beyond_the_blog(pipe) -> None:
-    """Undo :func:`apply_beyond_the_blog`: the pipeline's own prompt encoding, no deep cache, an eager VAE decoder
-    and vocoder (as they were before the recipe compiled them)."""
+    """Undo :func:`apply_beyond_the_blog` (and :func:`apply_approximations`): the pipeline's own prompt encoding, no
+    deep cache, an eager VAE decoder and vocoder (as they were before the recipe compiled them)."""
     pipe.__dict__.pop("encode_prompt", None)  # batch_prompt_encoding set it on this pipeline only
     remove_static_gpt2(pipe)
-    remove_deep_cache(getattr(pipe.unet, "_orig_mod", pipe.unet))
+    remove_approximations(pipe)
     if isinstance(pipe.vae.decoder, CompiledOrEager):
         pipe.vae.decoder = pipe.vae.decoder.eager
     if isinstance(pipe.vocoder, CompiledOrEager):
         pipe.vocoder = pipe.vocoder.eager
+
+
+def apply_approximations(pipe) -> list[str]:
+    """Rung 8, on top of rung 7: the UNet's deep features reused every other step (:mod:`helpers.deep_cache`).
+
+    It changes the audio, as does running :data:`RUNG_8_STEPS` steps instead of 20 (the step count is the call's
+    ``num_inference_steps``: the caller passes it). On a compiled UNet the cache keeps two graphs, a full step and a
+    shallow one. :func:`remove_approximations` undoes it.
+    """
+    apply_deep_cache(pipe.unet, interval=2)
+    return ["deep features reused every 2nd step", f"DPM-Solver++ {RUNG_8_STEPS} steps"]
+
+
+def remove_approximations(pipe) -> None:
+    """Undo :func:`apply_approximations`: every step runs the whole UNet again."""
+    remove_deep_cache(pipe.unet)

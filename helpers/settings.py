@@ -121,12 +121,13 @@ def steps_to_hear(wanted: int) -> int:
     return min(wanted, SMOKE_MAX_STEPS) if smoke_mode() else wanted
 
 
-def steps_label(wanted: int, run: int | None = None) -> str:
+def steps_label(wanted: int, run: int | None = None, *, whose: str = "the blog") -> str:
     """``"20 steps"`` when this run takes the blog's count, else ``"4 steps (the blog: 20)"``: a reader on a CPU
     or in a smoke run always sees both numbers. ``run``: the steps this run takes, if not :func:`steps` of
-    ``wanted`` (e.g. :func:`steps_to_hear`)."""
+    ``wanted`` (e.g. :func:`steps_to_hear`). ``whose``: whose count ``wanted`` is, where the blog has none
+    (``"a full run"`` for rung 8's 10 steps)."""
     run = steps(wanted) if run is None else run
-    return f"{run} steps" if run == wanted else f"{run} steps (the blog: {wanted})"
+    return f"{run} steps" if run == wanted else f"{run} steps ({whose}: {wanted})"
 
 
 def seconds_label(wanted: float) -> str:

@@ -42,9 +42,13 @@ STAGES = {
 
 def stage_modules(pipe) -> Iterator[tuple[str, int, torch.nn.Module]]:
     """(stage, position within the stage, module) for every module of :data:`STAGES` in ``pipe``."""
+    static_gpt2 = pipe.__dict__.get("generate_language_model")  # helpers.gpt2's loop, if the pipeline runs it
     for stage, names in STAGES.items():
         for index, name in enumerate(names):
-            yield stage, index, reduce(getattr, name.split("."), pipe)
+            module = reduce(getattr, name.split("."), pipe)
+            if stage == "GPT-2" and isinstance(static_gpt2, torch.nn.Module):
+                module = static_gpt2  # it runs GPT2Model alone: a hook on the language model would never fire
+            yield stage, index, module
 
 
 @dataclass

@@ -328,6 +328,7 @@ def test_the_summary_judges_a_compiled_last_rung_skips_a_missing_rung_and_says_w
         _measurement("4. float16", "ladder", 9.0, runs=[8.9, 9.1], rung=4, steps=200, unet="eager"),
         _measurement("6. + DPM-Solver++ 20 steps", "ladder", 0.3, runs=[0.29, 0.31], rung=6),
         _measurement("7. beyond the blog", "ladder", 0.1, rung=7),
+        _measurement("8. approximations: DPM-Solver++ 10 steps, deep features reused", "ladder", 0.025, rung=8, steps=10),
         {"kind": "stages", "label": "7", "unet": "compiled", "method": "CUDA events", "dtype": "float16", "steps": 20,
          "seconds": {"UNet": 0.04, "vocoder": 0.01}, "calls": {"UNet": 20, "vocoder": 1}, "total_s": 0.1,
          "other_s": 0.05, "once_per_clip_s": 0.01, "per_step_s": 0.002, "at": "2026-12-04T17:41:00+00:00"},
@@ -342,7 +343,8 @@ def test_the_summary_judges_a_compiled_last_rung_skips_a_missing_rung_and_says_w
     text = bench.summarize(rows)
     assert "NVIDIA H200" in text and "Intel Xeon Platinum 8480+" in text and "full-size random weights" in text
     assert "**Targets**, on NVIDIA H200 (host: Intel Xeon Platinum 8480+)" in text and "120.0x (target 100x: met)" in text
-    assert "100 ms (target 60 ms for a 10.24 s clip on an H100/H200: not met)" in text
+    assert "100 ms (target 60 ms for a 10.24 s clip on an H100/H200: not met)" in text  # rung 7, not rung 8
+    assert "Rung 8 (approximations, its audio differs): 25 ms, 480.0x rung 1 (target 30 ms: met)" in text
     assert "| 2. + negative prompt | eager |" in text and "within noise |" in text  # 12 -> 12.5, spreads of 1 s
     assert "(vs rung 2)" in text and "(vs rung 4)" in text  # rungs 3 and 5 missing: compared with the one before
     assert "| UNet | 20 | 0.04 | 40.0% | 6830 | 171 | 21.3% |" in text
@@ -382,8 +384,8 @@ def test_a_bad_deadline_is_one_line():
 @pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")  # diffusers' upsampling
 def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_path, monkeypatch):
     """The real engine on the tiny checkpoint, its UNet compiled by Dynamo alone (the GPU's Inductor with CUDA graphs
-    stands in): rungs 6, 5 and 7 measured on the compiled UNet, their splits, and DDIM reusing the graphs compiled
-    at DPM-Solver++ (no recompile)."""
+    stands in): rungs 6, 5, 7 and 8 measured on the compiled UNet, 6's and 7's splits, and DDIM reusing the graphs
+    compiled at DPM-Solver++ (no recompile)."""
     from helpers.bench.engine import Engine
 
     engine = Engine(str(tiny_checkpoint), torch.device("cpu"), 2.56)
@@ -403,7 +405,8 @@ def test_the_compiled_path_runs_on_a_cpu_with_dynamo_alone(tiny_checkpoint, tmp_
     rows = _rows(tmp_path)
     assert not [row for row in rows if row["kind"] == "error"], rows
     ladder = {row["rung"]: row for row in rows if row["kind"] == "measurement"}
-    assert {5, 6, 7} <= set(ladder) and ladder[5]["unet"] == ladder[6]["unet"] == "compiled"
+    assert {5, 6, 7, 8} <= set(ladder) and ladder[5]["unet"] == ladder[6]["unet"] == ladder[8]["unet"] == "compiled"
+    assert ladder[8]["steps"] == 1 and "deep features reused every 2nd step" in ladder[8]["changes"]  # 10 of 20
     assert next(row for row in rows if row["kind"] == "recompiles")["new_graphs"] == 0
     assert {row["label"] for row in rows if row["kind"] == "stages"} == {"6", "7"}
     assert run.engine.scheduler_name(run.half) == "DPMSolverMultistepScheduler"  # rung 5's DDIM undone

@@ -75,6 +75,26 @@ def test_deep_cache_skips_the_deep_blocks_on_alternate_steps_and_undoes_cleanly(
         h.deep_cache.apply_deep_cache(pipe.unet, interval=0)
 
 
+def test_deep_cache_on_a_compiled_unet_keeps_two_graphs_and_the_eager_clip(pipe):
+    """Rung 8 on a GPU: DeepCache beside the compiled UNet. The step count lives outside the graph, so Dynamo keeps
+    one graph for a full step and one for a shallow step, not one per count (Dynamo alone here: Inductor compiles
+    the same two graphs in about a minute on 2 cores)."""
+    state = h.deep_cache.apply_deep_cache(pipe.unet, interval=2)
+    eager = _clip(pipe, steps=4)
+    h.deep_cache.remove_deep_cache(pipe.unet)
+    pipe.unet = torch.compile(pipe.unet, fullgraph=True, backend="eager")  # a break or a recompile would show
+    graphs = h.compiling.compiled_graphs()
+    state = h.deep_cache.apply_deep_cache(pipe.unet, interval=2)
+    first, second = _clip(pipe, steps=4), _clip(pipe, steps=4)
+    assert h.compiling.compiled_graphs() - graphs == 2  # full and shallow, over 8 UNet calls
+    assert (state.full_steps, state.cached_steps) == (4, 4)
+    np.testing.assert_allclose(first, eager, atol=1e-6)
+    np.testing.assert_allclose(second, eager, atol=1e-6)
+    h.deep_cache.remove_deep_cache(pipe.unet)
+    assert not pipe.unet._forward_pre_hooks  # the step's decision is off the compiled module too
+    torch._dynamo.reset()
+
+
 def test_fuse_qkv_fuses_what_diffusers_call_does_not_with_the_same_output(pipe):
     reference = _clip(pipe)
     pipe.unet.fuse_qkv_projections()
@@ -126,18 +146,24 @@ def test_plot_stages_stacks_every_stage(pipe):
     assert len(ax.patches) == 2 * (len(STAGES) + 1)
 
 
-def test_the_recipe_on_a_cpu_batches_the_prompts_and_caches_deep_features(pipe, monkeypatch):
+def test_rung_7_on_a_cpu_keeps_rung_6s_clip_and_rung_8_is_the_approximation(pipe, monkeypatch):
     monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(False, False)))
+    reference = _clip(pipe)  # rung 6: the pipeline as the blog leaves it
     changes = h.recipe.apply_beyond_the_blog(pipe, "cpu")
-    assert changes == ["prompts in one batch", "GPT-2 from a static cache", "deep features reused every 2nd step"]
+    assert changes == ["prompts in one batch", "GPT-2 from a static cache"]
     assert isinstance(pipe.generate_language_model, h.gpt2.StaticGPT2)
     try:
         with h.precision.autocast_for("cpu", pipe.dtype):
-            clip = _clip(pipe)
+            exact = _clip(pipe)
+            assert h.recipe.apply_approximations(pipe) == ["deep features reused every 2nd step",
+                                                           f"DPM-Solver++ {h.recipe.RUNG_8_STEPS} steps"]
+            approximate = _clip(pipe)
     finally:
-        h.recipe.remove_beyond_the_blog(pipe)
-    assert np.isfinite(clip).all()
+        h.recipe.remove_beyond_the_blog(pipe)  # takes rung 8's cache off too
+    np.testing.assert_allclose(exact, reference, atol=1e-5)  # rung 7: the same clip
+    assert not np.array_equal(approximate, reference) and np.isfinite(approximate).all()  # rung 8: not
     assert "generate_language_model" not in pipe.__dict__  # the pipeline's own again
+    np.testing.assert_array_equal(_clip(pipe), reference)
     monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(True, False)))
     assert isinstance(h.precision.autocast_for("cpu", torch.float32), torch.autocast)
     assert not isinstance(h.precision.autocast_for("cpu", torch.float16), torch.autocast)  # a half pipeline: no
@@ -290,3 +316,24 @@ def test_int8_with_todays_torchao_quantizes_a_copy_and_leaves_inductor_alone():
     x = torch.randn(3, 64)
     torch.testing.assert_close(quantized(x), model(x), atol=0.05, rtol=0.05)
     assert (inductor.coordinate_descent_tuning, inductor.force_fuse_int_mm_with_mul) == before
+
+
+def test_the_text_encoders_compile_as_one_graph_each_and_keep_the_pipelines_embeddings(pipe):
+    """The text side compiled (Dynamo alone here, fullgraph=True: a break would raise), both prompts in one batch:
+    the same embeddings as the pipeline's own, and no recompile on the second call."""
+    with torch.no_grad():
+        embeds, mask, generated = pipe.encode_prompt(h.settings.PROMPT, "cpu", 1, True,
+                                                     negative_prompt=h.settings.NEGATIVE_PROMPT)
+    graphs = h.compiling.compiled_graphs()
+    assert h.prompts.compile_text_encoders(pipe, backend="eager") == ["text_encoder.text_model", "text_encoder_2"]
+    try:
+        for _ in range(2):
+            ours = h.prompts.encode_prompts(pipe, h.settings.PROMPT, h.settings.NEGATIVE_PROMPT)
+            torch.testing.assert_close(ours["prompt_embeds"], embeds[1:])
+            torch.testing.assert_close(ours["negative_prompt_embeds"], embeds[:1])
+            torch.testing.assert_close(ours["generated_prompt_embeds"], generated[1:])
+    finally:
+        h.prompts.uncompile_text_encoders(pipe)
+    assert h.compiling.compiled_graphs() - graphs == 2  # CLAP's text model and T5, once each
+    assert type(pipe.text_encoder_2).__name__ == "T5EncoderModel"  # still the pipeline's own module
+    torch._dynamo.reset()

@@ -54,3 +54,16 @@ def test_on_cuda_the_split_records_events_and_waits_once_at_the_end(tiny_pipe, m
     assert split.seconds["UNet"] == 3.0 and split.seconds["VAE decoder"] == 2.0 and split.calls["GPT-2"] == 16
     assert split.total_s == log.count("record") - 1  # the first mark to the last, one tick per mark
     assert split.device == "cuda"
+
+
+def test_gpt2_from_a_static_cache_is_timed_as_one_call_per_generation(tiny_pipe):
+    from helpers.gpt2 import remove_static_gpt2, use_static_gpt2
+
+    use_static_gpt2(tiny_pipe)  # it runs GPT2Model alone: the language model's own hook would never fire
+    try:
+        ticks = itertools.count()
+        split = time_stages(tiny_pipe, lambda: generate(tiny_pipe, num_inference_steps=3, audio_length_in_s=1.28),
+                            "cpu", steps=3, clock=lambda: float(next(ticks)))
+    finally:
+        remove_static_gpt2(tiny_pipe)
+    assert split.calls["GPT-2"] == 2 and split.seconds["GPT-2"] == 2.0  # the prompt's loop and the negative one's

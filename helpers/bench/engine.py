@@ -162,6 +162,13 @@ class Engine:
             keep.append((pipe.vae.decoder, pipe.vocoder))
         recipe.remove_beyond_the_blog(pipe)
 
+    def apply_approximations(self, pipe) -> list[str]:
+        """Rung 8's deep-feature cache, on the UNet the pipeline calls (compiled: two graphs)."""
+        return recipe.apply_approximations(pipe)[:1]  # the step count is the clip's
+
+    def remove_approximations(self, pipe) -> None:
+        recipe.remove_approximations(pipe)
+
     def recipe_autocast(self, pipe) -> torch.dtype | None:
         """Rung 7 on a CPU with bfloat16 instructions runs under bfloat16 autocast (see helpers.recipe)."""
         return torch.bfloat16 if precision.bfloat16_autocast_pays(self.device, pipe.dtype) else None
@@ -245,6 +252,10 @@ class Engine:
             changes.append(Change("compiled UNet + VAE decoder and vocoder compiled", apply, undo))
             changes.append(self._static_gpt2(pipe, "compiled UNet + GPT-2 from a static cache, one CUDA graph",
                                              compile="reduce-overhead"))
+            batch, unbatch = self._batched_prompts(pipe)
+            changes.append(Change("compiled UNet + both prompts in one batch, text encoders compiled",
+                                  lambda: (batch(), prompts.compile_text_encoders(pipe)),
+                                  lambda: (prompts.uncompile_text_encoders(pipe), unbatch())))
         return changes
 
     def _static_gpt2(self, pipe, label: str, compile: str | None = None) -> Change:

@@ -3,7 +3,7 @@
 1. The machine: device, host CPU and its yardstick, versions, and the peak of a large matrix product.
 2. The recipe's rungs, on one pipeline in half precision whose UNet is compiled at once: rung 6 (DPM-Solver++ 20,
    five timed runs) and its stage split, rung 5 (DDIM 200 on the same compiled UNet, no recompile), rung 7
-   (beyond the blog) and its split, rung 6 again (the repeated baseline: the ladder's noise floor), each stage's
+   (beyond the blog, the same audio) and its split, rung 8 (the approximations: 10 steps, deep features reused), rung 6 again (the repeated baseline: the ladder's noise floor), each stage's
    FLOPs.
 3. The blog's eager rungs 1-4, on a float32 pipeline (rung 4: the half-precision one, eager): each timed at two
    short step counts and extrapolated to the full count along the straight line they draw (a DDIM step costs
@@ -34,6 +34,7 @@ import torch
 from helpers.bench.engine import Change, Clip, Engine
 from helpers.bench.schedule import (Clock, CostModel, Deadline, DeadlineReached, StepCosts,
                                     compile_prior_s, cpu_model, decoders_prior_s, fit_step_costs, host_yardstick_s, repeats_that_fit)
+from helpers import recipe
 from helpers.bench.summary import RESULTS_FILE, versions, write_summary
 from helpers.results import append_row, device_name
 from helpers.timing import Timing
@@ -384,8 +385,21 @@ class Bench:
                                   first_extra_s=prior, learn=False, rung=7, changes=changes)
             if timing is not None:
                 self.split("7", pipe, clip, learn=False)
+                self.item("rung 8", "ladder", lambda: self.rung8(pipe, clip.autocast, changes))
         finally:
             self.engine.remove_recipe(pipe, keep=self.decoders if compiles else None)
+
+    def rung8(self, pipe, autocast, changes: list[str]) -> None:
+        """Rung 8 on top of rung 7 (still applied): the approximations, labelled (fewer steps, deep features reused);
+        its audio differs from rung 7's, unlike every rung before it."""
+        steps = max(1, self.dpm_steps * recipe.RUNG_8_STEPS // 20)  # the blog's 10 of 20, or this run's share
+        added = self.engine.apply_approximations(pipe)
+        try:
+            self.measure(f"8. approximations: DPM-Solver++ {steps} steps, deep features reused", "ladder", pipe,
+                         Clip(steps, autocast=autocast), repeats=RUNG6_REPEATS if self.compiled else 3, learn=False,
+                         rung=8, changes=changes + added)
+        finally:
+            self.engine.remove_approximations(pipe)
 
     def flops(self) -> None:
         # the counter sees every operation from Python: several times a 2-step clip's time

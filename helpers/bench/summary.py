@@ -19,6 +19,7 @@ from helpers.timing import speedup_text
 RESULTS_FILE, SUMMARY_FILE = "results.jsonl", "summary.md"
 TARGET_SPEEDUP = 100.0  # the ladder's targets: the last rung >= 100x rung 1 ...
 TARGET_CLIP_MS = 60.0  # ... and a 10.24 s clip in 60 ms or less on an H100 or H200, prompt encoding included
+TARGET_RUNG8_MS = 30.0  # rung 8 (approximations: 10 steps, deep features reused) in 30 ms or less there
 
 
 def versions() -> dict[str, str]:
@@ -144,7 +145,10 @@ def _ladder(rows: list[dict], machine: dict) -> list[str]:
 
 
 def _targets(ladder: list[dict], machine: dict) -> list[str]:
-    last, first = ladder[-1], ladder[0]
+    """The targets, judged on the compiled recipe: the last exact rung (7, the same audio as rung 6) for the ladder's
+    speed-up and the 60 ms clip, rung 8 (approximations, labelled) for the 30 ms clip."""
+    exact = [row for row in ladder if row["rung"] <= 7]
+    last, first = (exact or ladder)[-1], ladder[0]
     where = f"{machine['device_name']} (host: {machine.get('host_cpu', 'unknown CPU')})"
     if last.get("unet") != "compiled":
         return [f"**Targets**: not judged: the last rung measured, {last['configuration']}, ran with an eager UNet on "
@@ -153,12 +157,23 @@ def _targets(ladder: list[dict], machine: dict) -> list[str]:
         return [f"**Targets**: not judged: rung 1 was not measured on {where}."]
     ratio = first["median_s"] / last["median_s"]
     length = last["audio_seconds"]
-    clip = (f"{'met' if last['median_s'] * 1000 <= TARGET_CLIP_MS else 'not met'}" if length == AUDIO_LENGTH_S
-            else f"not judged: this run's clips are {length} s")
-    return [f"**Targets**, on {where}: rung {last['rung']} (compiled) against rung 1: {ratio:.1f}x (target "
-            f"{TARGET_SPEEDUP:.0f}x: {'met' if ratio >= TARGET_SPEEDUP else 'not met'}); one {length} s clip at rung "
-            f"{last['rung']}, prompt encoding included: {last['median_s'] * 1000:.0f} ms (target {TARGET_CLIP_MS:.0f} "
-            f"ms for a {AUDIO_LENGTH_S} s clip on an H100/H200: {clip}). Rung 1 is {first.get('method', 'measured')}."]
+
+    def clip(row: dict, target_ms: float) -> str:
+        if length != AUDIO_LENGTH_S:
+            return f"not judged: this run's clips are {length} s"
+        return "met" if row["median_s"] * 1000 <= target_ms else "not met"
+
+    lines = [f"**Targets**, on {where}: rung {last['rung']} (compiled) against rung 1: {ratio:.1f}x (target "
+             f"{TARGET_SPEEDUP:.0f}x: {'met' if ratio >= TARGET_SPEEDUP else 'not met'}); one {length} s clip at rung "
+             f"{last['rung']}, prompt encoding included: {last['median_s'] * 1000:.0f} ms (target {TARGET_CLIP_MS:.0f} "
+             f"ms for a {AUDIO_LENGTH_S} s clip on an H100/H200: {clip(last, TARGET_CLIP_MS)}). Rung 1 is "
+             f"{first.get('method', 'measured')}."]
+    approximate = _rung(ladder, 8)
+    if approximate is not None and approximate.get("unet") == "compiled":
+        lines.append(f"Rung 8 (approximations, its audio differs): {approximate['median_s'] * 1000:.0f} ms, "
+                     f"{first['median_s'] / approximate['median_s']:.1f}x rung 1 (target {TARGET_RUNG8_MS:.0f} ms: "
+                     f"{clip(approximate, TARGET_RUNG8_MS)}).")
+    return lines
 
 
 def _stage_rows(split: dict, flops: dict | None, peaks: dict[str, float]) -> list[list]:
