@@ -27,7 +27,8 @@ RUNG_8_STEPS = 10  # DPM-Solver++ steps of rung 8 (the blog's last rung: 20)
 def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
     """Apply the recipe's changes to ``pipe`` (already at the last rung); returns what it changed, in words.
 
-    Rung 7: only changes that keep rung 6's audio. Everywhere: both prompts encoded in one batch. On a CUDA GPU
+    Rung 7: only changes that keep rung 6's audio. Everywhere: both prompts encoded in one batch, and the scheduler
+    told that the loop starts at its first step (:func:`start_at_the_first_step`). On a CUDA GPU
     where ``torch.compile`` can run (:func:`~helpers.compiling.compile_support`): the VAE decoder and the vocoder
     compiled too (default mode: with CUDA graphs they fail), each going on eager, with one line, if its compile fails
     at the first call. Elsewhere: GPT-2's vectors from a static cache (the same numbers, :mod:`helpers.gpt2`). Wrap
@@ -37,6 +38,8 @@ def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
     device = torch.device(device)
     batch_prompt_encoding(pipe)
     changes = ["prompts in one batch"]
+    if start_at_the_first_step(pipe.scheduler):
+        changes.append("no host read in the denoising loop")
     if device.type == "cuda":
         ok, reason = compile_support(device)
         if not ok:
@@ -59,12 +62,34 @@ def remove_beyond_the_blog(pipe) -> None:
     """Undo :func:`apply_beyond_the_blog` (and :func:`apply_approximations`): the pipeline's own prompt encoding, no
     deep cache, an eager VAE decoder and vocoder (as they were before the recipe compiled them)."""
     pipe.__dict__.pop("encode_prompt", None)  # batch_prompt_encoding set it on this pipeline only
+    pipe.scheduler.__dict__.pop("set_timesteps", None)  # start_at_the_first_step set it on this scheduler only
     remove_static_gpt2(pipe)
     remove_approximations(pipe)
     if isinstance(pipe.vae.decoder, CompiledOrEager):
         pipe.vae.decoder = pipe.vae.decoder.eager
     if isinstance(pipe.vocoder, CompiledOrEager):
         pipe.vocoder = pipe.vocoder.eager
+
+
+def start_at_the_first_step(scheduler) -> bool:
+    """Tell ``scheduler``, at every ``set_timesteps``, that the loop starts at the first step; True if it can be told.
+
+    Without it, a multistep scheduler's first ``step`` finds its place with ``(timesteps == t).nonzero().item()``:
+    reading a GPU tensor on the host, so the host waits there for every kernel queued before it (the text side's),
+    once per clip, and the loop's launches cannot run ahead. The pipeline always starts at index 0, so
+    ``set_begin_index(0)`` gives the same steps with no read. The pipeline calls ``set_timesteps`` at every call,
+    which forgets the index: this wraps it, on this scheduler only (a new scheduler starts clean).
+    """
+    if not hasattr(scheduler, "set_begin_index") or "set_timesteps" in scheduler.__dict__:
+        return "set_timesteps" in scheduler.__dict__
+    own = scheduler.set_timesteps
+
+    def set_timesteps(*args, **kwargs):
+        own(*args, **kwargs)
+        scheduler.set_begin_index(0)
+
+    scheduler.set_timesteps = set_timesteps
+    return True
 
 
 def apply_approximations(pipe) -> list[str]:

@@ -150,7 +150,7 @@ def test_rung_7_on_a_cpu_keeps_rung_6s_clip_and_rung_8_is_the_approximation(pipe
     monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(False, False)))
     reference = _clip(pipe)  # rung 6: the pipeline as the blog leaves it
     changes = h.recipe.apply_beyond_the_blog(pipe, "cpu")
-    assert changes == ["prompts in one batch", "GPT-2 from a static cache"]
+    assert changes == ["prompts in one batch", "no host read in the denoising loop", "GPT-2 from a static cache"]
     assert isinstance(pipe.generate_language_model, h.gpt2.StaticGPT2)
     try:
         with h.precision.autocast_for("cpu", pipe.dtype):
@@ -197,6 +197,22 @@ def test_deep_cache_never_reads_the_timestep_and_each_generation_starts_in_full(
     h.deep_cache.remove_deep_cache(pipe.unet)
 
 
+def test_rung_7s_scheduler_reads_nothing_on_the_host_and_keeps_the_clip(pipe, monkeypatch):
+    """DPM-Solver++ finds its first step with ``.nonzero().item()`` (a GPU would make the host wait there, once per
+    clip); told to start at the first step, it reads nothing, and takes the same steps."""
+    reads = _host_reads(monkeypatch, "diffusers.schedulers.scheduling_dpmsolver_multistep")
+    reference = _clip(pipe)
+    assert reads == ["item"]  # the pipeline's own: once per clip, at the first step
+    reads.clear()
+    assert h.recipe.start_at_the_first_step(pipe.scheduler)
+    first, second = _clip(pipe), _clip(pipe)
+    assert reads == []
+    np.testing.assert_array_equal(first, reference)
+    np.testing.assert_array_equal(second, reference)  # each call's set_timesteps is told again
+    h.recipe.remove_beyond_the_blog(pipe)
+    assert "set_timesteps" not in pipe.scheduler.__dict__
+
+
 def test_pyramid_attention_broadcast_is_reset_between_generations_and_told_the_timestep_without_a_read_per_step(
         pipe, monkeypatch):
     from diffusers.hooks import HookRegistry, PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
@@ -225,7 +241,8 @@ def test_pyramid_attention_broadcast_is_reset_between_generations_and_told_the_t
 def test_rung_7_on_a_gpu_that_cannot_compile_says_why_in_one_line_and_stays_eager(pipe, monkeypatch, capsys):
     monkeypatch.setattr(h.recipe, "compile_support", lambda device: (False, "Triton is not installed"))
     changes = h.recipe.apply_beyond_the_blog(pipe, "cuda")
-    assert changes == ["prompts in one batch", "VAE decoder and vocoder eager (torch.compile cannot run here)"]
+    assert changes == ["prompts in one batch", "no host read in the denoising loop",
+                       "VAE decoder and vocoder eager (torch.compile cannot run here)"]
     assert capsys.readouterr().out == "rung 7: the VAE decoder and the vocoder stay eager: Triton is not installed\n"
     assert not isinstance(pipe.vae.decoder, h.compiling.CompiledOrEager)
     h.recipe.remove_beyond_the_blog(pipe)

@@ -220,7 +220,8 @@ def test_the_gpu_command_writes_a_results_file_with_the_ladder_split_and_memory(
     assert "fixed_s | per_step_s | peak_allocated_gib | peak_memory_gib |" in text
     assert "1. float32, DDIM 2 steps (the blog: 200), classic attention" in text
     assert "6. + DPM-Solver++ 2 steps (the blog: 20)" in text
-    assert "7. beyond the blog" in text and "## Where the time went: 08_summary, 7. beyond the blog" in text
+    assert "7. beyond the blog" in text and "8. + approximations" in text
+    assert "## Where the time went: 08_summary, 8. + approximations" in text  # the last rung's split
     assert "| UNet |" in text and "| GPT-2 |" in text and "| everything else |" in text
     assert "SMOKE RUN" in text
     # A second run the same day on the same device keeps the first file.
