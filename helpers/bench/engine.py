@@ -164,7 +164,7 @@ class Engine:
 
     def apply_approximations(self, pipe) -> list[str]:
         """Rung 8's deep-feature cache, on the UNet the pipeline calls (compiled: two graphs)."""
-        return recipe.apply_approximations(pipe)[:1]  # the step count is the clip's
+        return recipe.apply_approximations(pipe)  # the step count is the clip's
 
     def remove_approximations(self, pipe) -> None:
         recipe.remove_approximations(pipe)
