@@ -50,18 +50,18 @@ class StaticGPT2(torch.nn.Module):
     """A drop-in ``generate_language_model`` for an AudioLDM 2 pipeline: same arguments, same result, fixed shapes.
 
     One ``StaticCache`` per input shape, dtype and device, allocated at the first call of that shape. ``compile``
-    (a ``torch.compile`` mode, or ``"default"``) compiles the loop with ``fullgraph=True``: one graph per shape.
-    A module, so that hooks (``h.stages``' timers) wrap the whole loop from outside, compiled or not.
+    (a ``torch.compile`` mode, or ``"default"``) compiles the loop with ``fullgraph=True``: one graph per shape;
+    ``backend``: ``torch.compile``'s (``"eager"``, Dynamo alone, checks the one graph in seconds). A module, so that hooks (``h.stages``' timers) wrap the whole loop from outside, compiled or not.
     """
 
-    def __init__(self, language_model, compile: str | None = None):
+    def __init__(self, language_model, compile: str | None = None, backend: str = "inductor"):
         super().__init__()
         self.model = getattr(language_model, "transformer", language_model)  # GPT2LMHeadModel -> its GPT2Model
         self.max_new_tokens = language_model.config.max_new_tokens
         self.caches: dict[tuple, StaticCache] = {}
         self.run: Callable[..., torch.Tensor] = generate_hidden_states
         if compile is not None:
-            self.run = torch.compile(generate_hidden_states, fullgraph=True,
+            self.run = torch.compile(generate_hidden_states, fullgraph=True, backend=backend,
                                      mode=None if compile == "default" else compile)
 
     def cache_for(self, inputs_embeds: torch.Tensor, max_new_tokens: int) -> StaticCache:
@@ -109,9 +109,9 @@ def pipeline_calls(pipe, prompt: str = settings.PROMPT, negative_prompt: str | N
     return calls
 
 
-def use_static_gpt2(pipe, compile: str | None = None) -> StaticGPT2:
+def use_static_gpt2(pipe, compile: str | None = None, backend: str = "inductor") -> StaticGPT2:
     """Make ``pipe`` generate GPT-2's vectors with :class:`StaticGPT2`; :func:`remove_static_gpt2` undoes it."""
-    static = StaticGPT2(pipe.language_model, compile=compile)
+    static = StaticGPT2(pipe.language_model, compile=compile, backend=backend)
     pipe.generate_language_model = static  # on this pipeline only; the class's method is untouched
     return static
 
