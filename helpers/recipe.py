@@ -80,8 +80,10 @@ def start_at_the_first_step(scheduler) -> bool:
     ``set_begin_index(0)`` gives the same steps with no read. The pipeline calls ``set_timesteps`` at every call,
     which forgets the index: this wraps it, on this scheduler only (a new scheduler starts clean).
     """
-    if not hasattr(scheduler, "set_begin_index") or "set_timesteps" in scheduler.__dict__:
-        return "set_timesteps" in scheduler.__dict__
+    if "set_timesteps" in scheduler.__dict__:
+        return True  # told already
+    if not hasattr(scheduler, "set_begin_index"):
+        return False  # a scheduler without an index to find (DDIM): nothing to tell
     own = scheduler.set_timesteps
 
     def set_timesteps(*args, **kwargs):
