@@ -41,6 +41,7 @@ from helpers.listening import SAMPLING_RATE
 from helpers.loading import load_pipeline, resolve_checkpoint
 from helpers.memory import GIB, MemoryLine, explain_out_of_memory, fit_memory_line, peak_memory, room_for_peak_gib
 from helpers.precision import half_precision_for
+from helpers.recipe import apply_beyond_the_blog, compile_the_decoders
 
 WARM_UP_STEPS = 3  # CUDA graph trees: the first UNet call warms up, the second records, the third replays
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -199,7 +200,9 @@ def compile_unet(pipe, device: torch.device, shapes: list[tuple[int, float]], ar
     with the reason). The warm-up calls (``WARM_UP_STEPS`` steps per shape) are the first compiled calls: a
     compile failure there is explained in one line and the eager UNet goes on
     (:func:`helpers.compiling.explain_compile_failure`). On CUDA, ``mode="reduce-overhead"`` records a CUDA graph
-    per shape; warming every shape up now puts all of their memory on the GPU before it is counted. The compiled
+    per shape; warming every shape up now puts all of their memory on the GPU before it is counted. There, rung 7's
+    VAE decoder and vocoder are compiled too (:func:`helpers.recipe.compile_the_decoders`), in the same warm-up;
+    the line says if one of them went on eager. The compiled
     kernels go to the course's compile cache (:func:`helpers.compile_cache.use_compile_cache`), so that a UNet a
     notebook or an earlier job compiled loads in seconds; the line says whether it did.
     """
@@ -211,6 +214,9 @@ def compile_unet(pipe, device: torch.device, shapes: list[tuple[int, float]], ar
     eager = pipe.unet
     mode = "reduce-overhead" if device.type == "cuda" else None
     pipe.unet = torch.compile(eager, mode=mode, fullgraph=True)
+    decoders = ""  # on CUDA, rung 7 compiles the VAE decoder and the vocoder too; the warm-up compiles them
+    if device.type == "cuda":
+        decoders = "; " + compile_the_decoders(pipe, device, support=lambda device: (ok, why))
     said = io.StringIO()
     with contextlib.redirect_stdout(said), \
             compiling.explain_compile_failure("Compiling the UNet", reraise=False) as failure:
@@ -223,8 +229,11 @@ def compile_unet(pipe, device: torch.device, shapes: list[tuple[int, float]], ar
         reason = " ".join(failure.message.splitlines()[:2])
         print(f"warning: {reason} Going on with the eager UNet.", file=sys.stderr)
         return False, "UNet eager: compiling failed (the warning above says why)"
+    for module in (pipe.vae.decoder, pipe.vocoder):
+        if isinstance(module, compiling.CompiledOrEager) and module.failed:
+            decoders += f"; {module.what.removeprefix('Compiling the ')} eager: {module.failed}"
     found = compile_cache.lookups() - found_before
-    return True, (f"UNet compiled ({mode or 'default'} mode), warmed up for {len(shapes)} batch shape(s); "
+    return True, (f"UNet compiled ({mode or 'default'} mode), warmed up for {len(shapes)} batch shape(s){decoders}; "
                   f"compile cache {folder}: {found}")
 
 
@@ -379,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             pipe = load_pipeline(model_id, torch_dtype=dtype, device=device)
             pipe.set_progress_bar_config(disable=True)
             pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+            # rung 7's changes that keep the audio (the decoders compile with the UNet, after the memory trials)
+            exact = apply_beyond_the_blog(pipe, device, compile_decoders=False, autocast=False)
             if todo:
                 lines = prepare(pipe, device, todo, mine, batch_size, args)
         except CourseError as error:
@@ -388,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         if state.is_main_process:
             print("\n".join([f"{len(clips)} clips: {len(clips) - len(todo)} already made, {len(todo)} to make, "
                              f"{state.num_processes} process(es), {device}{threads}, {recipe['dtype']}, "
-                             f"{args.steps} steps", *lines]), flush=True)
+                             f"{args.steps} steps", "rung 7 (the same audio): " + ", ".join(exact), *lines]),
+                  flush=True)
 
         # 3. The clips: each process its share; each clip saved whole, or not at all.
         made, unsaved = 0, []

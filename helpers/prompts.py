@@ -1,9 +1,9 @@
 """The prompt's side of a generation, done once and in one batch (notebook 10).
 
-``AudioLDM2Pipeline.encode_prompt`` runs every text model twice, once for the prompt and once for the negative
-prompt, and pads CLAP's input to 512 tokens, whatever the prompt's length. Once the UNet is fast, that is half
-of a clip's time (notebook 09). :func:`encode_prompts` runs the same models on both prompts in one batch, pads
-CLAP only to the longer prompt, gives the same numbers as the pipeline, and returns the pipeline's own
+``AudioLDM2Pipeline.encode_prompt`` runs every text model twice, once for the prompts and once for the negative
+prompts, and pads CLAP's input to 512 tokens, whatever the prompt's length. Once the UNet is fast, that is half
+of a clip's time (notebook 09). :func:`encode_prompts` runs the same models on all the texts in one batch, pads
+CLAP only to the longest, gives the same numbers as the pipeline, and returns the pipeline's own
 ``prompt_embeds=...`` arguments, so the result can be
 kept and passed to every call that uses the same prompts.
 """
@@ -14,24 +14,29 @@ import torch
 
 
 @torch.no_grad()
-def encode_prompts(pipe, prompt: str, negative_prompt: str, *, max_new_tokens: int | None = None) -> dict:
-    """The six embedding arguments of ``pipe(...)`` for one prompt and its negative prompt.
+def encode_prompts(pipe, prompt: str | list[str], negative_prompt: str | list[str], *,
+                   max_new_tokens: int | None = None) -> dict:
+    """The six embedding arguments of ``pipe(...)`` for the prompts and their negative prompts.
 
     Pass them on as ``pipe(prompt=None, **encode_prompts(pipe, prompt, negative_prompt), ...)`` (or to
-    :func:`helpers.generate` with ``prompt=None``). Each text model runs once, on a batch of two.
+    :func:`helpers.generate` with ``prompt=None``). Each text model runs once, on every prompt and negative prompt
+    in one batch. ``prompt``: one text or a list; ``negative_prompt``: one text for all, or one per prompt.
     """
     device = pipe.text_encoder_2.device
-    texts = [prompt, negative_prompt]
-    # CLAP: padded to the longer of the two texts, not to 512; its output is the first token's, so the
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+    n = len(prompts)
+    # CLAP: padded to the longest of the texts, not to 512; its output is the first token's, so the
     # padding was never read anyway (the attention mask hides it)
-    clap_inputs = pipe.tokenizer(texts, padding="longest", truncation=True, return_tensors="pt").to(device)
+    clap_inputs = pipe.tokenizer(prompts + negatives, padding="longest", truncation=True,
+                                 return_tensors="pt").to(device)
     clap = pipe.text_encoder.get_text_features(clap_inputs.input_ids, attention_mask=clap_inputs.attention_mask)
     clap = getattr(clap, "pooler_output", clap)[:, None, :]  # transformers 5 returns an output object
-    clap_mask = clap_inputs.attention_mask.new_ones((2, 1))
-    # T5: the negative prompt padded, or cut, to the prompt's length, as the pipeline does (GPT-2 reads the
-    # padding's positions, so padding the prompt instead would change its result)
-    prompt_ids = pipe.tokenizer_2(prompt, truncation=True, return_tensors="pt")
-    negative_ids = pipe.tokenizer_2(negative_prompt, padding="max_length", max_length=prompt_ids.input_ids.shape[1],
+    clap_mask = clap_inputs.attention_mask.new_ones((2 * n, 1))
+    # T5: the prompts padded to the longest, the negative prompts padded, or cut, to that length, as the pipeline
+    # does (GPT-2 reads the padding's positions, so any other padding would change its result)
+    prompt_ids = pipe.tokenizer_2(prompts, padding=True, truncation=True, return_tensors="pt")
+    negative_ids = pipe.tokenizer_2(negatives, padding="max_length", max_length=prompt_ids.input_ids.shape[1],
                                     truncation=True, return_tensors="pt")
     t5_inputs = {key: torch.cat([prompt_ids[key], negative_ids[key]]).to(device)
                  for key in ("input_ids", "attention_mask")}
@@ -42,26 +47,32 @@ def encode_prompts(pipe, prompt: str, negative_prompt: str, *, max_new_tokens: i
                                              max_new_tokens=max_new_tokens)
     mask = t5_inputs["attention_mask"]
     return {
-        "prompt_embeds": t5[:1], "negative_prompt_embeds": t5[1:],
-        "attention_mask": mask[:1], "negative_attention_mask": mask[1:],
-        "generated_prompt_embeds": generated[:1], "negative_generated_prompt_embeds": generated[1:],
+        "prompt_embeds": t5[:n], "negative_prompt_embeds": t5[n:],
+        "attention_mask": mask[:n], "negative_attention_mask": mask[n:],
+        "generated_prompt_embeds": generated[:n], "negative_generated_prompt_embeds": generated[n:],
     }
 
 
 def batch_prompt_encoding(pipe) -> None:
-    """From now on, ``pipe(prompt, negative_prompt=...)`` encodes both prompts with :func:`encode_prompts`.
+    """From now on, ``pipe(prompt, negative_prompt=...)`` encodes all its prompts with :func:`encode_prompts`.
 
     One change with nothing else to edit: the pipeline's own ``encode_prompt`` is replaced, on this pipeline only,
     by one that computes the embeddings in one batch and hands them to the original (which repeats them per
-    waveform and joins them for guidance, as before). Anything else (several prompts, no negative prompt,
-    embeddings passed in) goes to the original unchanged. ``del pipe.encode_prompt`` undoes it.
+    waveform and joins them for guidance, as before). A prompt or a list of them, with a negative prompt or one
+    per prompt; anything else (no negative prompt, lists of different lengths, embeddings passed in) goes to the
+    original unchanged. ``del pipe.encode_prompt`` undoes it.
     """
     original = type(pipe).encode_prompt
 
     def encode_prompt(prompt, device, num_waveforms_per_prompt, do_classifier_free_guidance, transcription=None,
                       negative_prompt=None, **kwargs):
         given = any(value is not None for key, value in kwargs.items() if key != "max_new_tokens")
-        if isinstance(prompt, str) and isinstance(negative_prompt, str) and do_classifier_free_guidance and not given:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        negatives = [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
+        texts = isinstance(prompts, list) and isinstance(negatives, list) and all(
+            isinstance(text, str) for text in prompts + negatives)
+        one_each = isinstance(negative_prompt, str) or (texts and len(negatives) == len(prompts))
+        if texts and one_each and do_classifier_free_guidance and not given:
             kwargs.update(encode_prompts(pipe, prompt, negative_prompt, max_new_tokens=kwargs.get("max_new_tokens")))
             prompt = negative_prompt = None
         return original(pipe, prompt, device, num_waveforms_per_prompt, do_classifier_free_guidance, transcription,

@@ -24,15 +24,16 @@ from helpers.prompts import batch_prompt_encoding
 RUNG_8_STEPS = 10  # DPM-Solver++ steps of rung 8 (the blog's last rung: 20)
 
 
-def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
+def apply_beyond_the_blog(pipe, device: torch.device | str, *, compile_decoders: bool = True,
+                          autocast: bool = True) -> list[str]:
     """Apply the recipe's changes to ``pipe`` (already at the last rung); returns what it changed, in words.
 
-    Rung 7: only changes that keep rung 6's audio. Everywhere: both prompts encoded in one batch, and the scheduler
-    told that the loop starts at its first step (:func:`start_at_the_first_step`). On a CUDA GPU
-    where ``torch.compile`` can run (:func:`~helpers.compiling.compile_support`): the VAE decoder and the vocoder
-    compiled too (default mode: with CUDA graphs they fail), each going on eager, with one line, if its compile fails
-    at the first call. Elsewhere: GPT-2's vectors from a static cache (the same numbers, :mod:`helpers.gpt2`). Wrap
-    the generation in ``h.precision.autocast_for(device, pipe.dtype)`` for the CPU's bfloat16.
+    Rung 7: only changes that keep rung 6's audio. Everywhere: the prompts encoded in one batch, and the scheduler
+    told that the loop starts at its first step (:func:`start_at_the_first_step`). On a CUDA GPU: the VAE decoder
+    and the vocoder compiled too (:func:`compile_the_decoders`; ``compile_decoders=False`` leaves that to the
+    caller). Elsewhere: GPT-2's vectors from a static cache (the same numbers, :mod:`helpers.gpt2`), and, with
+    ``autocast``, the line that says to wrap the generation in ``h.precision.autocast_for(device, pipe.dtype)`` for
+    the CPU's bfloat16 (``autocast=False``: the caller keeps the pipeline's precision, as ``make_clips --dtype``).
     :func:`remove_beyond_the_blog` undoes it.
     """
     device = torch.device(device)
@@ -41,21 +42,32 @@ def apply_beyond_the_blog(pipe, device: torch.device | str) -> list[str]:
     if start_at_the_first_step(pipe.scheduler):
         changes.append("no host read in the denoising loop")
     if device.type == "cuda":
-        ok, reason = compile_support(device)
-        if not ok:
-            print(f"rung 7: the VAE decoder and the vocoder stay eager: {reason}")
-            changes.append("VAE decoder and vocoder eager (torch.compile cannot run here)")
-        else:
-            if not isinstance(pipe.vae.decoder, (CompiledOrEager, OptimizedModule)):
-                pipe.vae.decoder = CompiledOrEager(pipe.vae.decoder, "Compiling the VAE decoder", fullgraph=True)
-                pipe.vocoder = CompiledOrEager(pipe.vocoder, "Compiling the vocoder", fullgraph=True)
-            changes.append("VAE decoder and vocoder compiled")
+        if compile_decoders:
+            changes.append(compile_the_decoders(pipe, device))
     else:
         use_static_gpt2(pipe)  # measured on a CPU (notebook 10); on a GPU the benchmark measures it first
         changes.append("GPT-2 from a static cache")
-        if bfloat16_autocast_pays(device, pipe.dtype):
+        if autocast and bfloat16_autocast_pays(device, pipe.dtype):
             changes.append("bfloat16 autocast")
     return changes
+
+
+def compile_the_decoders(pipe, device: torch.device | str, *, support=None) -> str:
+    """Compile the VAE decoder and the vocoder where ``torch.compile`` can run on ``device``; returns what it did.
+
+    Default mode, ``fullgraph=True`` (with CUDA graphs they failed on the GPU). Each compiles at its first call and
+    goes on eager, with one line, if its compile fails there (:class:`~helpers.compiling.CompiledOrEager`); where
+    compiling cannot run at all (``support``: :func:`~helpers.compiling.compile_support`) both stay eager, and one
+    line says why.
+    """
+    ok, reason = (support or compile_support)(torch.device(device))
+    if not ok:
+        print(f"rung 7: the VAE decoder and the vocoder stay eager: {reason}")
+        return "VAE decoder and vocoder eager (torch.compile cannot run here)"
+    if not isinstance(pipe.vae.decoder, (CompiledOrEager, OptimizedModule)):
+        pipe.vae.decoder = CompiledOrEager(pipe.vae.decoder, "Compiling the VAE decoder", fullgraph=True)
+        pipe.vocoder = CompiledOrEager(pipe.vocoder, "Compiling the vocoder", fullgraph=True)
+    return "VAE decoder and vocoder compiled"
 
 
 def remove_beyond_the_blog(pipe) -> None:

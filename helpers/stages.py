@@ -202,3 +202,129 @@ def profiler_sort_key(device: torch.device | str) -> str:
     On CUDA the kernels' own time on the GPU (``device_time_total``); elsewhere there are only the CPU's times.
     """
     return "device_time_total" if torch.device(device).type == "cuda" else "cpu_time_total"
+
+
+@dataclass
+class StepProfile:
+    """The denoising loop of one profiled generation, per step, as the device saw it; and the whole clip.
+
+    ``busy``: the union of the device's work intervals (on a GPU its kernels and copies; on a CPU, the operators
+    PyTorch ran, outermost only); ``span``: from the first piece of that work to the last. Busy far below span is a
+    device waiting for its host (host-bound: fewer launches help, CUDA graphs, fewer steps of Python); busy close
+    to span is kernel-bound (only less or cheaper work helps).
+    """
+
+    work: str  # "GPU kernels and copies" or "CPU operators"
+    steps: int
+    launches_per_step: float
+    busy_per_step_s: float
+    span_per_step_s: float
+    clip_launches: int
+    clip_busy_s: float
+    clip_span_s: float
+    unplaced: int = 0  # device work whose launch the profiler did not record (not counted in the loop)
+
+    @property
+    def step_busy_share(self) -> float:
+        return self.busy_per_step_s / self.span_per_step_s if self.span_per_step_s else 0.0
+
+    @property
+    def clip_busy_share(self) -> float:
+        return self.clip_busy_s / self.clip_span_s if self.clip_span_s else 0.0
+
+    def verdict(self, bound_share: float = 0.8) -> str:
+        """One line: what bounds a step, from the loop's busy share (``bound_share`` and above: the work itself)."""
+        share = self.step_busy_share
+        if share >= bound_share:
+            return (f"bound by the work: busy {share:.0%} of each step; only less or cheaper work makes a step "
+                    "faster")
+        if self.work == "CPU operators":
+            return (f"{1 - share:.0%} of each step is Python between PyTorch's operators; less of it (a compiled "
+                    "graph) makes a step faster")
+        return (f"host-bound: the GPU waits {1 - share:.0%} of each step for its host; fewer launches (CUDA graphs, "
+                "fused kernels) or less Python per step make it faster")
+
+    def floor_line(self, flops_per_step: float, peak_flops_per_s: float) -> str:
+        """How far a step is from its FLOP floor: its operations at the device's measured peak (one line)."""
+        floor_s = flops_per_step / peak_flops_per_s
+        return (f"a step's FLOP floor: {flops_per_step / 1e9:,.1f} GFLOP at {peak_flops_per_s / 1e12:,.2f} TFLOP/s = "
+                f"{floor_s * 1e3:.2f} ms; the step is busy {self.busy_per_step_s / floor_s:.1f}x that and takes "
+                f"{self.span_per_step_s / floor_s:.1f}x that")
+
+    def __str__(self) -> str:
+        lines = [f"denoising loop, {self.steps} steps: {self.launches_per_step:,.0f} {self.work} a step; busy "
+                 f"{self.busy_per_step_s * 1e3:.2f} ms of each {self.span_per_step_s * 1e3:.2f} ms step "
+                 f"({self.step_busy_share:.0%})",
+                 f"whole clip: {self.clip_launches:,} {self.work}; busy {self.clip_busy_s * 1e3:.1f} ms of "
+                 f"{self.clip_span_s * 1e3:.1f} ms ({self.clip_busy_share:.0%})", self.verdict()]
+        if self.unplaced:
+            lines.append(f"{self.unplaced:,} of the {self.work} had no launch in the profile: left out of the loop")
+        return "\n".join(lines)
+
+
+def _union_us(intervals: list[tuple[float, float]]) -> float:
+    """Microseconds covered by at least one of ``intervals`` (overlapping work counts once)."""
+    covered, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop > end:
+            covered += stop - max(start, end)
+            end = stop
+    return covered
+
+
+def step_profile(profiler, loop_stage: str = "UNet") -> StepProfile:
+    """Read a :func:`profile_stages` profile per denoising step: work launched, busy time, step time.
+
+    The steps are the calls of ``loop_stage`` (one per step, each a ``record_function`` range on the host). On a
+    GPU each kernel is placed by the host call that launched it (the profiler links the two by a correlation id):
+    the loop's window on the GPU runs from the first kernel launched inside a UNet call to the last one, and
+    everything the GPU did in that window (the scheduler's kernels too) counts as busy. On a CPU, where PyTorch's
+    operators run as they are called, the window is the operators inside the UNet calls, and busy time is theirs:
+    what is left is Python between them.
+    """
+    from torch.autograd import DeviceType
+
+    events = list(profiler.events())
+    host = [e for e in events if e.device_type == DeviceType.CPU]
+    calls = [(e.time_range.start, e.time_range.end) for e in host if e.name == loop_stage]
+    if not calls:
+        raise ValueError(f"no {loop_stage!r} range in this profile: profile the generation with profile_stages")
+
+    def in_a_call(t: float) -> bool:
+        return any(start <= t <= end for start, end in calls)
+
+    device = [e for e in events if e.device_type != DeviceType.CPU and not e.is_user_annotation]
+    if device:
+        work_name = "GPU kernels and copies"
+        launched = {e.linked_correlation_id: e.time_range.start for e in host if e.linked_correlation_id > 0}
+        work = [(e.time_range.start, e.time_range.end) for e in device]
+        loop = [(e.time_range.start, e.time_range.end) for e in device
+                if e.linked_correlation_id in launched and in_a_call(launched[e.linked_correlation_id])]
+        unplaced = sum(e.linked_correlation_id not in launched for e in device)
+    else:
+        work_name = "CPU operators"
+        operators = [e for e in host if e.name.startswith("aten::") and not _inside_an_operator(e)]
+        work = [(e.time_range.start, e.time_range.end) for e in operators]
+        loop = [interval for interval in work if in_a_call(interval[0])]
+        unplaced = 0
+    if not loop:
+        raise ValueError(f"no work inside the {loop_stage!r} ranges of this profile")
+    first, last = min(start for start, _ in loop), max(end for _, end in loop)
+    in_window = [(max(start, first), min(end, last)) for start, end in work if end > first and start < last]
+    steps = len(calls)
+    return StepProfile(
+        work=work_name, steps=steps,
+        launches_per_step=sum(first <= start < last for start, _ in work) / steps,
+        busy_per_step_s=_union_us(in_window) / 1e6 / steps, span_per_step_s=(last - first) / 1e6 / steps,
+        clip_launches=len(work), clip_busy_s=_union_us(work) / 1e6,
+        clip_span_s=(max(end for _, end in work) - min(start for start, _ in work)) / 1e6, unplaced=unplaced)
+
+
+def _inside_an_operator(event) -> bool:
+    """True if ``event`` runs inside another PyTorch operator (its time is already that operator's)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False

@@ -16,7 +16,7 @@ import torch
 from helpers import bench
 from helpers.bench import Change
 from helpers.bench.schedule import REFERENCE_YARDSTICK_S
-from helpers.stages import STAGES, StageTimes
+from helpers.stages import STAGES, StageTimes, StepProfile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,6 +148,11 @@ class ReplayEngine:
         seconds["UNet"] = 0.6 * total
         return StageTimes(seconds, {stage: 1 for stage in STAGES}, total, steps=clip.steps, device="cuda")
 
+    def profile(self, pipe, clip):
+        total = self._call(pipe, clip)  # a step busy a quarter of its time: host-bound
+        return StepProfile("GPU kernels and copies", clip.steps, 900.0, 0.15 * total / clip.steps,
+                           0.6 * total / clip.steps, 20_000, 0.3 * total, total)
+
     def flops(self, pipe):
         self._spend(2.0)
         return {stage: 1e9 for stage in STAGES}
@@ -209,6 +214,8 @@ def test_the_schedule_replayed_with_the_12_04_costs_measures_rungs_5_6_7_and_the
     assert len(ladder[6]["runs_s"]) >= 5 and ladder[5]["steps"] == 200 and ladder[5]["scheduler"] == "DDIMScheduler"
     assert {row["label"] for row in rows if row["kind"] == "stages"} >= {"6", "7"}
     assert all(row["unet"] == "compiled" for row in rows if row["kind"] == "stages")
+    profile = next(row for row in rows if row["kind"] == "profile")  # rung 7's clip, per step
+    assert profile["label"] == "7" and profile["verdict"].startswith("host-bound: the GPU waits 75% of each step")
     assert next(row for row in rows if row["kind"] == "recompiles")["new_graphs"] == 0
     assert next(row for row in rows if row["kind"] == "compile")["cache"] == "cold: 1 graph(s) compiled and stored"
     # the eager rungs came after, extrapolated from short counts, and the whole run ended before its deadline
@@ -333,6 +340,10 @@ def test_the_summary_judges_a_compiled_last_rung_skips_a_missing_rung_and_says_w
          "seconds": {"UNet": 0.04, "vocoder": 0.01}, "calls": {"UNet": 20, "vocoder": 1}, "total_s": 0.1,
          "other_s": 0.05, "once_per_clip_s": 0.01, "per_step_s": 0.002, "at": "2026-12-04T17:41:00+00:00"},
         {"kind": "flops", "label": "7", "steps": 2, "flops": {"UNet": 2 * 341.5e9, "vocoder": 1027e9}},
+        {"kind": "profile", "label": "7", "unet": "compiled", "dtype": "float16", "work": "GPU kernels and copies",
+         "steps": 20, "launches_per_step": 850.0, "busy_per_step_s": 0.0015, "span_per_step_s": 0.002,
+         "clip_launches": 21000, "clip_busy_s": 0.04, "clip_span_s": 0.1, "unplaced": 0, "verdict": "(written)",
+         "at": "2026-12-04T17:42:00+00:00"},
         _measurement("eager + faster", "techniques", 0.65, runs=[0.64, 0.66], group="eager",
                      baseline_runs_s=[1.3, 1.31], baseline_median_s=1.305),
         _measurement("eager + barely", "techniques", 1.28, runs=[1.27, 1.29], group="eager",
@@ -348,6 +359,11 @@ def test_the_summary_judges_a_compiled_last_rung_skips_a_missing_rung_and_says_w
     assert "| 2. + negative prompt | eager |" in text and "within noise |" in text  # 12 -> 12.5, spreads of 1 s
     assert "(vs rung 2)" in text and "(vs rung 4)" in text  # rungs 3 and 5 missing: compared with the one before
     assert "| UNet | 20 | 0.04 | 40.0% | 6830 | 171 | 21.3% |" in text
+    assert ("## One profiled clip of rung 7 (compiled UNet, float16, at 17:42:00 UTC)\n\ndenoising loop, 20 steps: 850 "
+            "GPU kernels and copies a step; busy 1.50 ms of each 2.00 ms step (75%)\n") in text
+    assert "host-bound: the GPU waits 25% of each step" in text
+    assert ("a step's FLOP floor: 341.5 GFLOP at 800.00 TFLOP/s = 0.43 ms; the step is busy 3.5x that and takes 4.7x "
+            "that") in text
     assert "| eager | eager + faster | 1.3 | 0.65 | 0.02 | 2.01x |" in text
     assert "| eager | eager + barely | 1.28 | 1.28 | 0.07 | within noise |" in text
     assert "17:40:00" in text and "- TF32: would take about 90 s" in text and "completed after 470 s" in text

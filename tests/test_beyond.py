@@ -39,6 +39,19 @@ def test_encode_prompts_gives_the_pipelines_own_numbers(pipe, prompt, negative_p
     assert torch.equal(ours["negative_attention_mask"], mask[:1])
 
 
+def test_encode_prompts_gives_the_pipelines_own_numbers_for_a_list_of_prompts(pipe):
+    prompts = ["a dog barks", h.settings.PROMPT, "rain"]  # three T5 lengths: padded to the longest, as the pipeline does
+    negatives = [h.settings.NEGATIVE_PROMPT, "", "thunder and a very loud crowd cheering far away"]
+    with torch.no_grad():
+        embeds, mask, generated = pipe.encode_prompt(prompts, "cpu", 1, True, negative_prompt=negatives)
+    ours = h.prompts.encode_prompts(pipe, prompts, negatives)
+    torch.testing.assert_close(ours["generated_prompt_embeds"], generated[3:])
+    torch.testing.assert_close(ours["negative_generated_prompt_embeds"], generated[:3])
+    torch.testing.assert_close(ours["prompt_embeds"], embeds[3:])
+    torch.testing.assert_close(ours["negative_prompt_embeds"], embeds[:3])
+    assert torch.equal(torch.cat([ours["negative_attention_mask"], ours["attention_mask"]]), mask)
+
+
 def test_batch_prompt_encoding_calls_each_text_model_once_and_keeps_the_clip(pipe):
     before = _clip(pipe)
     calls = []
@@ -48,8 +61,25 @@ def test_batch_prompt_encoding_calls_each_text_model_once_and_keeps_the_clip(pip
     handle.remove()
     assert calls == [2]  # one call, on a batch of two (the pipeline makes two calls of one)
     np.testing.assert_allclose(after, before, atol=1e-5)
-    several = h.generate(pipe, ["a", "b"], negative_prompt=["c", "d"], num_inference_steps=2, audio_length_in_s=SECONDS)
-    assert several.shape[0] == 2  # lists go to the pipeline's own encoder
+    del pipe.encode_prompt
+
+
+def test_batch_prompt_encoding_takes_a_batch_of_prompts_in_one_call_and_keeps_every_clip(pipe):
+    def clips():
+        out = pipe(["a dog barks", "rain"], negative_prompt=["c", h.settings.NEGATIVE_PROMPT], num_inference_steps=2,
+                   audio_length_in_s=SECONDS, generator=[torch.Generator().manual_seed(seed) for seed in (1, 2)])
+        return out.audios
+
+    before = clips()
+    calls = []
+    handle = pipe.text_encoder_2.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    h.prompts.batch_prompt_encoding(pipe)
+    after = clips()
+    handle.remove()
+    assert calls == [4]  # two prompts and their two negative prompts, one call
+    np.testing.assert_allclose(after, before, atol=1e-5)
+    with pytest.raises(ValueError, match="negative_prompt"):  # lists of different lengths: the pipeline's own error
+        pipe(["a", "b"], negative_prompt=["c"], num_inference_steps=1, audio_length_in_s=SECONDS)
     del pipe.encode_prompt
 
 

@@ -22,6 +22,7 @@ from helpers import jobs
 from helpers.errors import DoesNotFitError
 from helpers.jobs import MANIFEST, Clip, read_clips
 from helpers.loading import load_pipeline
+from helpers.recipe import apply_beyond_the_blog, remove_beyond_the_blog
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--steps", "2", "--length", "1.28"]
@@ -46,7 +47,10 @@ def command(pipe, monkeypatch, capsys):
 
     def run(*args) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = make_clips.main([*map(str, args), "--dtype", "float32"])
+        try:
+            code = make_clips.main([*map(str, args), "--dtype", "float32"])
+        finally:
+            remove_beyond_the_blog(pipe)  # the command applied rung 7's exact changes to the module's pipeline
         stdout, stderr = capsys.readouterr()
         return code, stdout, stderr
 
@@ -130,6 +134,8 @@ def test_a_seed_of_0_is_0_and_a_repeated_row_is_made_once_and_said(command, tmp_
     returncode, stdout, stderr = command(tmp_path / "p.csv", "--out", out, *FAST, "--seed", "7")
     assert returncode == 0, stderr
     assert "3 clips: 0 already made, 3 to make" in stdout
+    assert ("\nrung 7 (the same audio): prompts in one batch, no host read in the denoising loop, GPT-2 from a "
+            "static cache\n") in stdout
     assert [line for line in stderr.splitlines() if line.startswith("note: ")] == [
         f"note: {tmp_path / 'p.csv'}: 1 line(s) ask for a clip an earlier line asks for (same prompt, negative "
         "prompt, seed and length), made once: line 4 (as line 2)."]
@@ -254,9 +260,10 @@ def unet_events(pipe, monkeypatch, tmp_path):
         return FakeCompiled(module, events, failure=getattr(fake_compile, "failure", None))
 
     monkeypatch.setattr(torch, "compile", fake_compile)
+    decoder, vocoder = pipe.vae.decoder, pipe.vocoder
     yield events, compiles, fake_compile
     hook.remove()
-    pipe.unet = eager
+    pipe.unet, pipe.vae.decoder, pipe.vocoder = eager, decoder, vocoder
 
 
 def _args(*extra):
@@ -313,10 +320,13 @@ def test_on_cuda_the_unet_is_compiled_for_cuda_graphs_and_warmed_up_before_the_j
     events, compiles, _ = unet_events  # the pipeline runs on the CPU; the command is told its device is CUDA
     compiled, line = make_clips.compile_unet(pipe, torch.device("cuda"), [(1, 0.64)], _args(),
                                              support=lambda device: (True, "fine"))
-    assert compiled and compiles == [{"mode": "reduce-overhead", "fullgraph": True}]
-    assert [kind for kind, _ in events] == ["compiled"] * make_clips.WARM_UP_STEPS  # warm-up, record, replay
-    assert line == (f"UNet compiled (reduce-overhead mode), warmed up for 1 batch shape(s); compile cache "
-                    f"{tmp_path / 'compile'}: no Inductor graph compiled")
+    assert compiled and compiles == [{"mode": "reduce-overhead", "fullgraph": True},  # the UNet: CUDA graphs
+                                     {"fullgraph": True}, {"fullgraph": True}]  # rung 7's VAE decoder and vocoder
+    assert [kind for kind, _ in events] == ["compiled"] * (make_clips.WARM_UP_STEPS + 2)
+    unet, (decoder, vocoder) = events[:-2], events[-2:]  # the UNet's warm-up, record, replay; then each decoder once
+    assert len({shape for _, shape in unet}) == 1 and (len(decoder[1]), len(vocoder[1])) == (4, 3)
+    assert line == (f"UNet compiled (reduce-overhead mode), warmed up for 1 batch shape(s); VAE decoder and vocoder "
+                    f"compiled; compile cache {tmp_path / 'compile'}: no Inductor graph compiled")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile")  # where Inductor would have put it
 
 
@@ -328,6 +338,23 @@ def test_a_job_that_fits_eagerly_but_not_with_the_cuda_graphs_stops_before_any_c
                                               r"the UNet eager \(--no-compile\)"):
         make_clips.prepare(pipe, torch.device("cpu"), todo, todo, 1, _args("--compile"),
                            support=lambda device: (True, "fine"))
+
+
+def test_rung_7s_exact_changes_keep_every_clip_of_a_batch(pipe):
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    batch = [Clip("a dog barks", None, 0, 1.28), Clip("rain on a tin roof", "thunder", 1, 1.28)]
+    args = _args("--batch-size", "2")
+    before = make_clips._make(pipe, batch, args)
+    changes = apply_beyond_the_blog(pipe, torch.device("cpu"), compile_decoders=False, autocast=False)
+    try:
+        after = make_clips._make(pipe, batch, args)
+    finally:
+        remove_beyond_the_blog(pipe)
+    assert changes == ["prompts in one batch", "no host read in the denoising loop",
+                       "GPT-2 from a static cache"]
+    np.testing.assert_allclose(np.stack(after), np.stack(before), atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,3 +67,81 @@ def test_gpt2_from_a_static_cache_is_timed_as_one_call_per_generation(tiny_pipe)
     finally:
         remove_static_gpt2(tiny_pipe)
     assert split.calls["GPT-2"] == 2 and split.seconds["GPT-2"] == 2.0  # the prompt's loop and the negative one's
+
+
+# --------------------------------------------------------------------------------------------
+# One profiled clip, per denoising step
+# --------------------------------------------------------------------------------------------
+class _Range:
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+
+
+class _ProfiledEvent:
+    """What step_profile reads of a torch.profiler FunctionEvent (times in microseconds, as the profiler's)."""
+
+    def __init__(self, name, start, end, *, gpu=False, launch=0, parent=None, annotation=False):
+        from torch.autograd import DeviceType
+
+        self.name, self.time_range, self.linked_correlation_id = name, _Range(start, end), launch
+        self.device_type = DeviceType.CUDA if gpu else DeviceType.CPU
+        self.cpu_parent, self.is_user_annotation = parent, annotation
+
+
+class _Profile:
+    def __init__(self, events):
+        self._events = events
+
+    def events(self):
+        return self._events
+
+
+def test_a_gpu_profile_places_each_kernel_by_its_launch_and_reads_a_host_bound_loop():
+    from helpers.stages import step_profile
+
+    E = _ProfiledEvent
+    events = [
+        E("T5 text encoder", 0, 100), E("cudaLaunchKernel", 10, 12, launch=1), E("t5_gemm", 20, 60, gpu=True, launch=1),
+        # two UNet steps of 1000 us each on the GPU's clock, 2 kernels a step, busy 400 us a step
+        E("UNet", 200, 300), E("cudaGraphLaunch", 210, 220, launch=2),
+        E("conv", 1000, 1300, gpu=True, launch=2), E("attention", 1300, 1400, gpu=True, launch=2),
+        E("scheduler_add", 1500, 1550, gpu=True, launch=9),  # the scheduler's kernel: inside the window, busy too
+        E("cudaLaunchKernel", 400, 401, launch=9),
+        E("UNet", 450, 500), E("cudaGraphLaunch", 460, 470, launch=3),
+        E("conv", 2000, 2300, gpu=True, launch=3), E("attention", 2250, 2400, gpu=True, launch=3),  # overlapping
+        E("UNet", 2500, 2700, gpu=True, annotation=True),  # the GPU's copy of a range: not work
+        E("vocoder_kernel", 3000, 3100, gpu=True, launch=77),  # its launch was not recorded
+    ]
+    profile = step_profile(_Profile(events))
+    assert (profile.work, profile.steps, profile.unplaced) == ("GPU kernels and copies", 2, 1)
+    assert profile.span_per_step_s == 0.0007  # the window: 1000 us to 2400 us, over 2 steps
+    assert round(profile.busy_per_step_s, 9) == 0.000425  # 300 + 100 + 50 + 400 (the overlap once), over 2 steps
+    assert profile.launches_per_step == 2.5  # the scheduler's kernel counted with the steps
+    assert profile.clip_launches == 7 and round(profile.clip_busy_s, 9) == 0.00099  # 40 + 850 + 100
+    assert profile.clip_span_s == 0.00308
+    assert profile.verdict().startswith("host-bound: the GPU waits 39% of each step")
+    assert "1 of the GPU kernels and copies had no launch in the profile" in str(profile)
+    assert profile.floor_line(2e9, 20e12) == ("a step's FLOP floor: 2.0 GFLOP at 20.00 TFLOP/s = 0.10 ms; the step is "
+                                              "busy 4.2x that and takes 7.0x that")
+
+
+def test_a_cpu_profile_counts_the_outermost_operators_inside_the_unet_calls(tiny_pipe):
+    from helpers.stages import profile_stages, step_profile
+
+    profiler = profile_stages(tiny_pipe, lambda: generate(tiny_pipe, num_inference_steps=3, audio_length_in_s=1.28),
+                              "cpu")
+    profile = step_profile(profiler)
+    assert (profile.work, profile.steps, profile.unplaced) == ("CPU operators", 3, 0)
+    assert 0 < profile.busy_per_step_s <= profile.span_per_step_s and profile.launches_per_step > 10
+    assert 0 < profile.clip_busy_s <= profile.clip_span_s and profile.clip_launches > 3 * profile.launches_per_step
+    assert "of each step is Python between PyTorch's operators" in profile.verdict(bound_share=1.01)
+    assert profile.verdict(bound_share=0.0).startswith("bound by the work")
+
+
+def test_a_profile_without_the_loops_ranges_says_how_to_make_one():
+    import pytest
+
+    from helpers.stages import step_profile
+
+    with pytest.raises(ValueError, match="profile the generation with profile_stages"):
+        step_profile(_Profile([_ProfiledEvent("aten::mm", 0, 1)]))

@@ -21,7 +21,7 @@ from helpers.flops import peak_flops_per_s, stage_flops
 from helpers.generating import generate
 from helpers.loading import load_pipeline
 from helpers.memory import GIB, peak_memory
-from helpers.stages import StageTimes, time_stages
+from helpers.stages import StageTimes, StepProfile, profile_stages, step_profile, time_stages
 from helpers.timing import time_once
 
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
@@ -195,6 +195,10 @@ class Engine:
 
     def split(self, pipe, clip: Clip) -> StageTimes:
         return time_stages(pipe, lambda: self.generate(pipe, clip), self.device, steps=clip.steps)
+
+    def profile(self, pipe, clip: Clip) -> StepProfile:
+        """One more generation under ``torch.profiler``, read per denoising step (:func:`helpers.stages.step_profile`)."""
+        return step_profile(profile_stages(pipe, lambda: self.generate(pipe, clip), self.device))
 
     def flops(self, pipe) -> dict[str, float]:
         """Each stage's operations in a 2-step generation, on the eager modules (a compiled graph's kernels are

@@ -25,7 +25,7 @@ import time
 import traceback
 from statistics import median
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -256,6 +256,18 @@ class Bench:
                    method="CUDA events" if self.device.type == "cuda" else "synchronise and clock")
 
     # ---- 1. the machine ---------------------------------------------------------------------------
+    def profile(self, label: str, pipe, clip: Clip) -> None:
+        """One clip under torch.profiler, per step: kernels launched, the device's busy time against the step's, so
+        that a host-bound loop and a kernel-bound one read apart (the summary sets the step against its FLOP floor)."""
+        estimate = 3 * (self.estimate_s(pipe, clip) or 0.0) + 30  # the profiler's own cost, and reading its events
+        if not self.deadline.fits(estimate):
+            self.skip(f"profile of rung {label}", "ladder", self.deadline.too_long(estimate))
+            return
+        profile = self.engine.profile(pipe, clip)
+        print(f"profile of rung {label}: {profile}", flush=True)
+        self.write("profile", label=label, section="ladder", unet=self.unet(pipe), dtype=self.engine.dtype_name(pipe),
+                   **asdict(profile), verdict=profile.verdict())
+
     def machine(self) -> None:
         self.yardstick_s = self.host_yardstick()
         row = {"device": str(self.device), "device_name": device_name(self.device), "host_cpu": cpu_model(),
@@ -385,6 +397,7 @@ class Bench:
                                   first_extra_s=prior, learn=False, rung=7, changes=changes)
             if timing is not None:
                 self.split("7", pipe, clip, learn=False)
+                self.item("profile of rung 7", "ladder", lambda: self.profile("7", pipe, clip))
                 self.item("rung 8", "ladder", lambda: self.rung8(pipe, clip.autocast, changes))
         finally:
             self.engine.remove_recipe(pipe, keep=self.decoders if compiles else None)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from helpers.results import read_rows
 from helpers.settings import AUDIO_LENGTH_S
+from helpers.stages import StepProfile
 from helpers.timing import speedup_text
 
 RESULTS_FILE, SUMMARY_FILE = "results.jsonl", "summary.md"
@@ -211,6 +212,23 @@ def _splits(rows: list[dict], peaks: dict[str, float]) -> list[str]:
     return lines
 
 
+def _profiles(rows: list[dict], peaks: dict[str, float]) -> list[str]:
+    """Each profiled clip, per denoising step, and the step against its FLOP floor where the FLOPs were counted."""
+    lines = []
+    flops = {row["label"]: row for row in rows if row.get("kind") == "flops"}
+    for row in (row for row in rows if row.get("kind") == "profile"):
+        profile = StepProfile(**{name: row[name] for name in StepProfile.__dataclass_fields__})
+        lines += [f"## One profiled clip of rung {row['label']} ({row.get('unet', '?')} UNet, {row['dtype']}, at "
+                  f"{_clock(row)} UTC)", "", *str(profile).splitlines()]
+        counted, peak = flops.get(row["label"]) or flops.get("6"), peaks.get(row["dtype"])
+        if counted and peak and "UNet" in counted["flops"]:
+            lines.append(profile.floor_line(counted["flops"]["UNet"] / counted["steps"], peak))
+        lines += ["", "torch.profiler over one more generation (its own cost included): on a GPU, the kernels each "
+                  "UNet call launched, placed by their launch, and everything the GPU ran from the loop's first "
+                  "kernel to its last; on a CPU, PyTorch's outermost operators inside the UNet calls.", ""]
+    return lines
+
+
 def _techniques(rows: list[dict]) -> list[str]:
     techniques = [row for row in rows if row.get("kind") == "measurement" and row.get("section") == "techniques"]
     if not techniques:
@@ -247,6 +265,7 @@ def summarize(rows: list[dict]) -> str:
         lines += _table(["precision", "TFLOP/s"], [[name, value / 1e12] for name, value in peaks.items()])
     lines += _ladder(rows, machine)
     lines += _splits(rows, peaks)
+    lines += _profiles(rows, peaks)
     lines += _techniques(rows)
     measurements = [row for row in rows if row.get("kind") == "measurement"]
     schedulers = [row for row in measurements if row.get("section") == "schedulers"]
