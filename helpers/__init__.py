@@ -23,6 +23,8 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
   ``flops``: each stage's operations against the device's peak (notebook 09).
 * ``prompts``, ``fusing``, ``deep_cache``: beyond the blog (notebook 10): both prompts encoded in one batch,
   QKV projections fused, the UNet's deep features reused between steps.
+* ``solver``: DPM-Solver++ with every step's coefficients worked out before the loop (rung 7): a step is a few
+  operations on the latents, none on the host.
 * ``gpt2``: GPT-2's eight new vectors from a static key/value cache, one graph per prompt length, equal to the
   pipeline's own (``use_static_gpt2``; issue 25's first piece of the text side).
 * ``compiling``: can ``torch.compile`` run here, why it failed, what recompiled; compiled-or-eager modules.
@@ -41,7 +43,7 @@ diffusers and torch calls, and notebook 10's longer techniques live here, one mo
 """
 
 from helpers import (blog, compile_cache, compiling, deep_cache, diagram, errors, flops, fusing, gpt2, memory,
-                     precision, prompts, quantizing, recipe, settings, stages)
+                     precision, prompts, quantizing, recipe, settings, solver, stages)
 from helpers.checkpoints import describe_checkpoint
 from helpers.compile_cache import use_compile_cache
 from helpers.environment import environment_report
@@ -59,7 +61,7 @@ __all__ = [
     "describe_checkpoint", "diagram", "environment_report", "errors", "estimate_step_costs", "flops", "fusing",
     "generate", "gpt2", "load_pipeline", "measure", "memory", "note_if_smoke", "peak_memory", "play", "plot_clips",
     "plot_spectrogram", "plot_speedups", "plot_stages", "precision", "prompts", "quantizing", "recipe",
-    "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "spectral_distance", "stages",
+    "resolve_checkpoint", "save_wav", "say_how_long", "settings", "setup", "solver", "spectral_distance", "stages",
     "synchronize", "time_once", "time_runs", "use_compile_cache",
 ]
 

@@ -239,19 +239,22 @@ class CompiledOrEager(torch.nn.Module):
     the eager module from then on (the compiled one is never called again, so nothing needs resetting). If the eager
     module fails too, its error is raised: the model's or its input's, not the compiler's. Attributes it does not
     have (``config``, ``dtype``) are the module's, as with ``torch.compile``'s own wrapper. ``failed`` says why, or
-    is empty.
+    is empty. With ``mode="reduce-overhead"`` (CUDA graphs) the output lives in the graph's memory, which its next
+    replay overwrites: the caller gets a copy.
     """
 
     def __init__(self, module: torch.nn.Module, what: str, **compile_kwargs):
         super().__init__()
         self.eager, self.what, self.failed = module, what, ""
         self.compiled = torch.compile(module, **compile_kwargs)
+        self.copy_output = compile_kwargs.get("mode") == "reduce-overhead"
 
     def forward(self, *args, **kwargs):
         if self.failed:
             return self.eager(*args, **kwargs)
         try:
-            return self.compiled(*args, **kwargs)
+            output = self.compiled(*args, **kwargs)
+            return output.clone() if self.copy_output else output
         except Exception as error:
             if not is_compile_failure(error):
                 raise

@@ -20,6 +20,7 @@ from helpers.deep_cache import apply_deep_cache, remove_deep_cache
 from helpers.gpt2 import remove_static_gpt2, use_static_gpt2
 from helpers.precision import bfloat16_autocast_pays
 from helpers.prompts import batch_prompt_encoding
+from helpers.solver import remove_precomputed_solver, use_precomputed_solver
 
 RUNG_8_STEPS = 10  # DPM-Solver++ steps of rung 8 (the blog's last rung: 20)
 
@@ -28,8 +29,9 @@ def apply_beyond_the_blog(pipe, device: torch.device | str, *, compile_decoders:
                           autocast: bool = True) -> list[str]:
     """Apply the recipe's changes to ``pipe`` (already at the last rung); returns what it changed, in words.
 
-    Rung 7: only changes that keep rung 6's audio. Everywhere: the prompts encoded in one batch, and the scheduler
-    told that the loop starts at its first step (:func:`start_at_the_first_step`). On a CUDA GPU: the VAE decoder
+    Rung 7: only changes that keep rung 6's audio. Everywhere: the prompts encoded in one batch, DPM-Solver++'s
+    coefficients worked out before the loop (:mod:`helpers.solver`), and the scheduler told that the loop starts at
+    its first step (:func:`start_at_the_first_step`). On a CUDA GPU: the VAE decoder
     and the vocoder compiled too (:func:`compile_the_decoders`; ``compile_decoders=False`` leaves that to the
     caller). Elsewhere: GPT-2's vectors from a static cache (the same numbers, :mod:`helpers.gpt2`), and, with
     ``autocast``, the line that says to wrap the generation in ``h.precision.autocast_for(device, pipe.dtype)`` for
@@ -39,6 +41,8 @@ def apply_beyond_the_blog(pipe, device: torch.device | str, *, compile_decoders:
     device = torch.device(device)
     batch_prompt_encoding(pipe)
     changes = ["prompts in one batch"]
+    if use_precomputed_solver(pipe):
+        changes.append("DPM-Solver++'s coefficients before the loop")
     if start_at_the_first_step(pipe.scheduler):
         changes.append("no host read in the denoising loop")
     if device.type == "cuda":
@@ -52,10 +56,12 @@ def apply_beyond_the_blog(pipe, device: torch.device | str, *, compile_decoders:
     return changes
 
 
-def compile_the_decoders(pipe, device: torch.device | str, *, support=None) -> str:
+def compile_the_decoders(pipe, device: torch.device | str, *, mode: str | None = None, support=None) -> str:
     """Compile the VAE decoder and the vocoder where ``torch.compile`` can run on ``device``; returns what it did.
 
-    Default mode, ``fullgraph=True`` (with CUDA graphs they failed on the GPU). Each compiles at its first call and
+    ``fullgraph=True``, in ``mode`` (default: Inductor's kernels alone; the benchmark measures ``"reduce-overhead"``,
+    CUDA graphs, apart, before it can join the recipe, its outputs copied before the next replay). Each compiles at
+    its first call and
     goes on eager, with one line, if its compile fails there (:class:`~helpers.compiling.CompiledOrEager`); where
     compiling cannot run at all (``support``: :func:`~helpers.compiling.compile_support`) both stay eager, and one
     line says why.
@@ -65,16 +71,17 @@ def compile_the_decoders(pipe, device: torch.device | str, *, support=None) -> s
         print(f"rung 7: the VAE decoder and the vocoder stay eager: {reason}")
         return "VAE decoder and vocoder eager (torch.compile cannot run here)"
     if not isinstance(pipe.vae.decoder, (CompiledOrEager, OptimizedModule)):
-        pipe.vae.decoder = CompiledOrEager(pipe.vae.decoder, "Compiling the VAE decoder", fullgraph=True)
-        pipe.vocoder = CompiledOrEager(pipe.vocoder, "Compiling the vocoder", fullgraph=True)
-    return "VAE decoder and vocoder compiled"
+        pipe.vae.decoder = CompiledOrEager(pipe.vae.decoder, "Compiling the VAE decoder", fullgraph=True, mode=mode)
+        pipe.vocoder = CompiledOrEager(pipe.vocoder, "Compiling the vocoder", fullgraph=True, mode=mode)
+    return "VAE decoder and vocoder " + ("in CUDA graphs" if mode == "reduce-overhead" else "compiled")
 
 
 def remove_beyond_the_blog(pipe) -> None:
-    """Undo :func:`apply_beyond_the_blog` (and :func:`apply_approximations`): the pipeline's own prompt encoding, no
-    deep cache, an eager VAE decoder and vocoder (as they were before the recipe compiled them)."""
+    """Undo :func:`apply_beyond_the_blog` (and :func:`apply_approximations`): the pipeline's own prompt encoding and
+    DPM-Solver++, no deep cache, an eager VAE decoder and vocoder (as they were before the recipe compiled them)."""
     pipe.__dict__.pop("encode_prompt", None)  # batch_prompt_encoding set it on this pipeline only
     pipe.scheduler.__dict__.pop("set_timesteps", None)  # start_at_the_first_step set it on this scheduler only
+    remove_precomputed_solver(pipe)
     remove_static_gpt2(pipe)
     remove_approximations(pipe)
     if isinstance(pipe.vae.decoder, CompiledOrEager):

@@ -180,7 +180,8 @@ def test_rung_7_on_a_cpu_keeps_rung_6s_clip_and_rung_8_is_the_approximation(pipe
     monkeypatch.setattr(h.precision.CpuFeatures, "of_this_machine", classmethod(lambda cls: cls(False, False)))
     reference = _clip(pipe)  # rung 6: the pipeline as the blog leaves it
     changes = h.recipe.apply_beyond_the_blog(pipe, "cpu")
-    assert changes == ["prompts in one batch", "no host read in the denoising loop", "GPT-2 from a static cache"]
+    assert changes == ["prompts in one batch", "DPM-Solver++'s coefficients before the loop",
+                       "no host read in the denoising loop", "GPT-2 from a static cache"]
     assert isinstance(pipe.generate_language_model, h.gpt2.StaticGPT2)
     try:
         with h.precision.autocast_for("cpu", pipe.dtype):
@@ -270,7 +271,8 @@ def test_pyramid_attention_broadcast_is_reset_between_generations_and_told_the_t
 def test_rung_7_on_a_gpu_that_cannot_compile_says_why_in_one_line_and_stays_eager(pipe, monkeypatch, capsys):
     monkeypatch.setattr(h.recipe, "compile_support", lambda device: (False, "Triton is not installed"))
     changes = h.recipe.apply_beyond_the_blog(pipe, "cuda")
-    assert changes == ["prompts in one batch", "no host read in the denoising loop",
+    assert changes == ["prompts in one batch", "DPM-Solver++'s coefficients before the loop",
+                       "no host read in the denoising loop",
                        "VAE decoder and vocoder eager (torch.compile cannot run here)"]
     assert capsys.readouterr().out == "rung 7: the VAE decoder and the vocoder stay eager: Triton is not installed\n"
     assert not isinstance(pipe.vae.decoder, h.compiling.CompiledOrEager)

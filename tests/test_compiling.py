@@ -237,3 +237,23 @@ def test_compiled_or_eager_lets_other_errors_through():
         wrapped(torch.randn(4, 5))
     assert wrapped.failed == ""
     torch._dynamo.reset()
+
+
+def test_compiled_or_eager_in_cuda_graphs_hands_out_a_copy_of_the_graphs_output(monkeypatch):
+    """A CUDA graph's next replay overwrites its output: with mode="reduce-overhead" the caller gets a copy."""
+    kept = []
+
+    def fake_compile(module, **options):  # stands in for a graph whose output tensor is its own, reused
+        kept.append(options)
+        out = torch.zeros(2)
+        return lambda x: out.copy_(x)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    graphed = compiling.CompiledOrEager(torch.nn.Identity(), "Compiling", fullgraph=True, mode="reduce-overhead")
+    first = graphed(torch.ones(2))
+    graphed(torch.full((2,), 7.0))  # the next replay
+    assert first.tolist() == [1.0, 1.0] and kept == [{"fullgraph": True, "mode": "reduce-overhead"}]
+    plain = compiling.CompiledOrEager(torch.nn.Identity(), "Compiling", fullgraph=True)
+    first = plain(torch.ones(2))
+    plain(torch.full((2,), 7.0))
+    assert first.tolist() == [7.0, 7.0]  # default mode: the output as the compiled module gave it

@@ -134,8 +134,8 @@ def test_a_seed_of_0_is_0_and_a_repeated_row_is_made_once_and_said(command, tmp_
     returncode, stdout, stderr = command(tmp_path / "p.csv", "--out", out, *FAST, "--seed", "7")
     assert returncode == 0, stderr
     assert "3 clips: 0 already made, 3 to make" in stdout
-    assert ("\nrung 7 (the same audio): prompts in one batch, no host read in the denoising loop, GPT-2 from a "
-            "static cache\n") in stdout
+    assert ("\nrung 7 (the same audio): prompts in one batch, DPM-Solver++'s coefficients before the loop, no host "
+            "read in the denoising loop, GPT-2 from a static cache\n") in stdout
     assert [line for line in stderr.splitlines() if line.startswith("note: ")] == [
         f"note: {tmp_path / 'p.csv'}: 1 line(s) ask for a clip an earlier line asks for (same prompt, negative "
         "prompt, seed and length), made once: line 4 (as line 2)."]
@@ -321,7 +321,8 @@ def test_on_cuda_the_unet_is_compiled_for_cuda_graphs_and_warmed_up_before_the_j
     compiled, line = make_clips.compile_unet(pipe, torch.device("cuda"), [(1, 0.64)], _args(),
                                              support=lambda device: (True, "fine"))
     assert compiled and compiles == [{"mode": "reduce-overhead", "fullgraph": True},  # the UNet: CUDA graphs
-                                     {"fullgraph": True}, {"fullgraph": True}]  # rung 7's VAE decoder and vocoder
+                                     {"fullgraph": True, "mode": None},  # rung 7's VAE decoder and vocoder
+                                     {"fullgraph": True, "mode": None}]
     assert [kind for kind, _ in events] == ["compiled"] * (make_clips.WARM_UP_STEPS + 2)
     unet, (decoder, vocoder) = events[:-2], events[-2:]  # the UNet's warm-up, record, replay; then each decoder once
     assert len({shape for _, shape in unet}) == 1 and (len(decoder[1]), len(vocoder[1])) == (4, 3)
@@ -352,8 +353,8 @@ def test_rung_7s_exact_changes_keep_every_clip_of_a_batch(pipe):
         after = make_clips._make(pipe, batch, args)
     finally:
         remove_beyond_the_blog(pipe)
-    assert changes == ["prompts in one batch", "no host read in the denoising loop",
-                       "GPT-2 from a static cache"]
+    assert changes == ["prompts in one batch", "DPM-Solver++'s coefficients before the loop",
+                       "no host read in the denoising loop", "GPT-2 from a static cache"]
     np.testing.assert_allclose(np.stack(after), np.stack(before), atol=1e-5)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch._dynamo.eval_frame import OptimizedModule
 
-from helpers import compiling, deep_cache, fusing, gpt2, precision, prompts, quantizing, recipe, settings
+from helpers import compiling, deep_cache, fusing, gpt2, precision, prompts, quantizing, recipe, settings, solver
 from helpers.errors import QuantizationUnavailableError
 from helpers.flops import peak_flops_per_s, stage_flops
 from helpers.generating import generate
@@ -197,7 +197,8 @@ class Engine:
         return time_stages(pipe, lambda: self.generate(pipe, clip), self.device, steps=clip.steps)
 
     def profile(self, pipe, clip: Clip) -> StepProfile:
-        """One more generation under ``torch.profiler``, read per denoising step (:func:`helpers.stages.step_profile`)."""
+        """One more generation under ``torch.profiler``, read per denoising step (:func:`~helpers.stages.step_profile`).
+        """
         return step_profile(profile_stages(pipe, lambda: self.generate(pipe, clip), self.device))
 
     def flops(self, pipe) -> dict[str, float]:
@@ -239,7 +240,11 @@ class Engine:
     def compiled_changes(self, pipe, decoders: list) -> list[Change]:
         """The changes measured against the compiled UNet. ``decoders``: a one-item list that keeps the
         compiled VAE decoder and vocoder between calls (compiled once, by rung 7 or here)."""
-        changes = [Change("compiled UNet + both prompts in one batch", *self._batched_prompts(pipe))]
+        changes = [Change("compiled UNet + both prompts in one batch", *self._batched_prompts(pipe)),
+                   Change("compiled UNet + DPM-Solver++'s coefficients before the loop",
+                          lambda: (solver.use_precomputed_solver(pipe), recipe.start_at_the_first_step(pipe.scheduler)),
+                          lambda: (pipe.scheduler.__dict__.pop("set_timesteps", None),
+                                   solver.remove_precomputed_solver(pipe)))]
         ok, _ = compiling.compile_support(self.device)
         if ok and self.device.type == "cuda":
             eager = (pipe.vae.decoder, pipe.vocoder)
@@ -254,6 +259,16 @@ class Engine:
             def undo():
                 pipe.vae.decoder, pipe.vocoder = eager
             changes.append(Change("compiled UNet + VAE decoder and vocoder compiled", apply, undo))
+            graphed: list = []  # compiled once, for CUDA graphs, and kept between the pairs of runs
+
+            def apply_graphs():
+                if not graphed:
+                    graphed.append(tuple(compiling.CompiledOrEager(module, f"Compiling the {name} for CUDA graphs",
+                                                                   fullgraph=True, mode="reduce-overhead")
+                                         for module, name in zip(eager, ("VAE decoder", "vocoder"))))
+                pipe.vae.decoder, pipe.vocoder = graphed[0]
+            changes.append(Change("compiled UNet + VAE decoder and vocoder in CUDA graphs, outputs copied", apply_graphs,
+                                  undo))
             changes.append(self._static_gpt2(pipe, "compiled UNet + GPT-2 from a static cache, one CUDA graph",
                                              compile="reduce-overhead"))
             batch, unbatch = self._batched_prompts(pipe)
