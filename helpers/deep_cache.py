@@ -46,14 +46,15 @@ class DeepCacheStep(ModelHook):
     It counts calls instead of reading the timestep, and it is stateful: the pipeline resets it when a generation
     ends (:func:`reset_after_each_generation`), so the next one starts with a full step. The decision runs as a
     PyTorch pre-hook on the module the pipeline calls, outside any compiled graph: a compiled UNet then sees only
-    ``state.reuse``, True or False, and keeps two graphs (a full step, a shallow one) instead of one per count.
+    ``state.reuse``, True or False, and keeps two graphs (a full step, a shallow one) instead of one per count. A
+    forward hook there, outside the graph too, keeps a copy of the features a full step leaves (:meth:`keep_a_copy`).
     """
 
     _is_stateful = True
 
     def __init__(self, state: DeepCacheState):
         super().__init__()
-        self.state, self.handle = state, None
+        self.state, self.handles = state, []
 
     def decide(self, module, args) -> None:
         state = self.state
@@ -61,6 +62,12 @@ class DeepCacheStep(ModelHook):
         state.calls += 1
         state.cached_steps += state.reuse
         state.full_steps += not state.reuse
+
+    def keep_a_copy(self, module, args, output) -> None:
+        """After a full step, outside any graph: own the kept features. A UNet in CUDA graphs returns them in the
+        graph's memory, which its next replay reuses; the shallow step reads them after that."""
+        if not self.state.reuse and self.state.features is not None:
+            self.state.features = self.state.features.clone()
 
     def reset_state(self, module):
         self.state.calls, self.state.reuse, self.state.features = 0, False, None
@@ -120,7 +127,8 @@ def apply_deep_cache(unet: torch.nn.Module, interval: int = 2) -> DeepCacheState
         raise ValueError(f"interval must be 1 or more (one full step every `interval` steps), not {interval}.")
     state = DeepCacheState(interval=interval)
     step = DeepCacheStep(state)
-    step.handle = unet.register_forward_pre_hook(step.decide)  # on a compiled UNet: outside its graph
+    step.handles = [unet.register_forward_pre_hook(step.decide),  # on a compiled UNet: outside its graph
+                    unet.register_forward_hook(step.keep_a_copy)]
     unet = getattr(unet, "_orig_mod", unet)  # the blocks' hooks go inside the graph
     HookRegistry.check_if_exists_or_initialize(unet).register_hook(step, "deep_cache")
     deep = [(block, "down") for block in unet.down_blocks[1:]] + [(unet.mid_block, "mid")]
@@ -139,7 +147,8 @@ def remove_deep_cache(unet: torch.nn.Module) -> None:
     unet = getattr(unet, "_orig_mod", unet)
     step = getattr(unet, "_diffusers_hook", None) and unet._diffusers_hook.get_hook("deep_cache")
     if step is not None:
-        step.handle.remove()
+        for handle in step.handles:
+            handle.remove()
     for module in [unet, *unet.down_blocks, unet.mid_block, *unet.up_blocks]:
         registry = getattr(module, "_diffusers_hook", None)
         if registry is not None:

@@ -92,7 +92,13 @@ def test_deep_cache_skips_the_deep_blocks_on_alternate_steps_and_undoes_cleanly(
     h.deep_cache.remove_deep_cache(pipe.unet)
     mid_calls.clear()
     state = h.deep_cache.apply_deep_cache(pipe.unet, interval=2)
+    left = []  # what the kept block's output was, at each full step: the cache must hold a copy, not it
+    keep = pipe.unet.up_blocks[-2].register_forward_hook(lambda module, args, out: left.append(out.data_ptr()))
+    features = []
+    copy = pipe.unet.register_forward_hook(lambda *args: features.append(state.features.data_ptr()))
     cached = _clip(pipe)
+    keep.remove(), copy.remove()
+    assert features[0] != left[0] and features[2] != left[2]  # full steps: a copy (a graph's replay reuses its own)
     assert (state.full_steps, state.cached_steps) == (2, 1)
     assert len(mid_calls) == 2  # the mid block's layers ran on the full steps only
     assert not np.array_equal(cached, reference) and np.isfinite(cached).all()
