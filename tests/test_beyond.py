@@ -274,6 +274,28 @@ def test_pyramid_attention_broadcast_is_reset_between_generations_and_told_the_t
     np.testing.assert_array_equal(_clip(pipe), reference)
 
 
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])  # rung 7's, and the CUDA-graph row of the bench and 10
+def test_rung_7s_decoders_compile_as_one_graph_each_and_keep_the_clip(pipe, monkeypatch, capsys, mode):
+    """fullgraph=True with Dynamo alone (a break would raise); Inductor's lowering runs on the GPU."""
+    reference = _clip(pipe)
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: real_compile(
+        module, backend="eager", fullgraph=kwargs["fullgraph"]))
+    torch._dynamo.reset()
+    graphs = h.compiling.compiled_graphs()
+    try:
+        said = h.recipe.compile_the_decoders(pipe, "cuda", mode=mode, support=lambda device: (True, "a test GPU"))
+        first, second = _clip(pipe), _clip(pipe)
+        assert h.compiling.compiled_graphs() - graphs == 2  # the VAE decoder's and the vocoder's, no recompile
+    finally:
+        h.recipe.remove_beyond_the_blog(pipe)
+        torch._dynamo.reset()
+    assert said == ("VAE decoder and vocoder in CUDA graphs" if mode else "VAE decoder and vocoder compiled")
+    assert capsys.readouterr().out == ""  # no "compiling failed" line
+    np.testing.assert_allclose(first, reference, atol=1e-5)
+    np.testing.assert_array_equal(second, first)
+
+
 def test_rung_7_on_a_gpu_that_cannot_compile_says_why_in_one_line_and_stays_eager(pipe, monkeypatch, capsys):
     monkeypatch.setattr(h.recipe, "compile_support", lambda device: (False, "Triton is not installed"))
     changes = h.recipe.apply_beyond_the_blog(pipe, "cuda")
