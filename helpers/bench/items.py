@@ -397,8 +397,8 @@ class Bench:
                                   first_extra_s=prior, learn=False, rung=7, changes=changes)
             if timing is not None:
                 self.split("7", pipe, clip, learn=False)
-                self.item("profile of rung 7", "ladder", lambda: self.profile("7", pipe, clip))
                 self.item("rung 8", "ladder", lambda: self.rung8(pipe, clip.autocast, changes))
+                self.item("profile of rung 7", "ladder", lambda: self.profile("7", pipe, clip))  # after rung 8's target
         finally:
             self.engine.remove_recipe(pipe, keep=self.decoders if compiles else None)
 
