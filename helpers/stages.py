@@ -252,8 +252,8 @@ class StepProfile:
                 f"{self.span_per_step_s / floor_s:.1f}x that")
 
     def __str__(self) -> str:
-        lines = [f"denoising loop, {self.steps} steps: {self.launches_per_step:,.0f} {self.work} a step; busy "
-                 f"{self.busy_per_step_s * 1e3:.2f} ms of each {self.span_per_step_s * 1e3:.2f} ms step "
+        lines = [f"denoising loop, per step (over {self.steps} UNet calls): {self.launches_per_step:,.0f} {self.work};"
+                 f" busy {self.busy_per_step_s * 1e3:.2f} ms of each {self.span_per_step_s * 1e3:.2f} ms step "
                  f"({self.step_busy_share:.0%})",
                  f"whole clip: {self.clip_launches:,} {self.work}; busy {self.clip_busy_s * 1e3:.1f} ms of "
                  f"{self.clip_span_s * 1e3:.1f} ms ({self.clip_busy_share:.0%})", self.verdict()]

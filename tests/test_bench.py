@@ -359,8 +359,8 @@ def test_the_summary_judges_a_compiled_last_rung_skips_a_missing_rung_and_says_w
     assert "| 2. + negative prompt | eager |" in text and "within noise |" in text  # 12 -> 12.5, spreads of 1 s
     assert "(vs rung 2)" in text and "(vs rung 4)" in text  # rungs 3 and 5 missing: compared with the one before
     assert "| UNet | 20 | 0.04 | 40.0% | 6830 | 171 | 21.3% |" in text
-    assert ("## One profiled clip of rung 7 (compiled UNet, float16, at 17:42:00 UTC)\n\ndenoising loop, 20 steps: 850 "
-            "GPU kernels and copies a step; busy 1.50 ms of each 2.00 ms step (75%)\n") in text
+    assert ("## One profiled clip of rung 7 (compiled UNet, float16, at 17:42:00 UTC)\n\ndenoising loop, per step (over "
+            "20 UNet calls): 850 GPU kernels and copies; busy 1.50 ms of each 2.00 ms step (75%)\n") in text
     assert "host-bound: the GPU waits 25% of each step" in text
     assert ("a step's FLOP floor: 341.5 GFLOP at 800.00 TFLOP/s = 0.43 ms; the step is busy 3.5x that and takes 4.7x "
             "that") in text
