@@ -51,7 +51,8 @@ class StaticGPT2(torch.nn.Module):
 
     One ``StaticCache`` per input shape, dtype and device, allocated at the first call of that shape. ``compile``
     (a ``torch.compile`` mode, or ``"default"``) compiles the loop with ``fullgraph=True``: one graph per shape;
-    ``backend``: ``torch.compile``'s (``"eager"``, Dynamo alone, checks the one graph in seconds). A module, so that hooks (``h.stages``' timers) wrap the whole loop from outside, compiled or not.
+    ``backend``: ``torch.compile``'s (``"eager"``, Dynamo alone, checks the one graph in seconds). A module, so that
+    hooks (``h.stages``' timers) wrap the whole loop from outside, compiled or not.
     """
 
     def __init__(self, language_model, compile: str | None = None, backend: str = "inductor"):

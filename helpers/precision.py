@@ -282,4 +282,3 @@ def ladder_dtype_reason(device: torch.device | str, *, capability: tuple[int, in
     if dtype == torch.bfloat16:
         return f"{name}: {why} (AVX512-BF16 or AMX); the blog's float16 would be emulated here, slower than float32"
     return f"{name}: {why}, as the blog's GPU did"
-

@@ -61,10 +61,9 @@ def compile_the_decoders(pipe, device: torch.device | str, *, mode: str | None =
 
     ``fullgraph=True``, in ``mode`` (default: Inductor's kernels alone; the benchmark measures ``"reduce-overhead"``,
     CUDA graphs, apart, before it can join the recipe, its outputs copied before the next replay). Each compiles at
-    its first call and
-    goes on eager, with one line, if its compile fails there (:class:`~helpers.compiling.CompiledOrEager`); where
-    compiling cannot run at all (``support``: :func:`~helpers.compiling.compile_support`) both stay eager, and one
-    line says why.
+    its first call and goes on eager, with one line, if its compile fails there
+    (:class:`~helpers.compiling.CompiledOrEager`); where compiling cannot run at all (``support``:
+    :func:`~helpers.compiling.compile_support`) both stay eager, and one line says why.
     """
     ok, reason = (support or compile_support)(torch.device(device))
     if not ok:
@@ -117,8 +116,8 @@ def apply_approximations(pipe) -> list[str]:
     """Rung 8, on top of rung 7: the UNet's deep features reused every other step (:mod:`helpers.deep_cache`).
 
     It changes the audio, as does running :data:`RUNG_8_STEPS` steps instead of 20 (the step count is the call's
-    ``num_inference_steps``: the caller passes it, and names it). On a compiled UNet the cache keeps two graphs, a full step and a
-    shallow one. :func:`remove_approximations` undoes it.
+    ``num_inference_steps``: the caller passes it, and names it). On a compiled UNet the cache keeps two graphs, a
+    full step and a shallow one. :func:`remove_approximations` undoes it.
     """
     apply_deep_cache(pipe.unet, interval=2)
     return ["deep features reused every 2nd step"]

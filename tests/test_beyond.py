@@ -28,27 +28,18 @@ def _clip(pipe, prompt=h.settings.PROMPT, steps=STEPS, **kwargs):
 @pytest.mark.parametrize("prompt, negative_prompt", [
     (h.settings.PROMPT, h.settings.NEGATIVE_PROMPT),  # negative shorter than the prompt
     ("a dog barks", h.settings.NEGATIVE_PROMPT),  # longer: the pipeline cuts it to the prompt's length
+    (["a dog barks", h.settings.PROMPT, "rain"],  # three T5 lengths: padded to the longest, as the pipeline does
+     [h.settings.NEGATIVE_PROMPT, "", "thunder and a very loud crowd cheering far away"]),
 ])
 def test_encode_prompts_gives_the_pipelines_own_numbers(pipe, prompt, negative_prompt):
+    n = 1 if isinstance(prompt, str) else len(prompt)
     with torch.no_grad():
         embeds, mask, generated = pipe.encode_prompt(prompt, "cpu", 1, True, negative_prompt=negative_prompt)
-    ours = h.prompts.encode_prompts(pipe, prompt, negative_prompt)
-    torch.testing.assert_close(ours["generated_prompt_embeds"], generated[1:])
-    torch.testing.assert_close(ours["negative_generated_prompt_embeds"], generated[:1])
-    torch.testing.assert_close(ours["prompt_embeds"], embeds[1:])
-    assert torch.equal(ours["negative_attention_mask"], mask[:1])
-
-
-def test_encode_prompts_gives_the_pipelines_own_numbers_for_a_list_of_prompts(pipe):
-    prompts = ["a dog barks", h.settings.PROMPT, "rain"]  # three T5 lengths: padded to the longest, as the pipeline does
-    negatives = [h.settings.NEGATIVE_PROMPT, "", "thunder and a very loud crowd cheering far away"]
-    with torch.no_grad():
-        embeds, mask, generated = pipe.encode_prompt(prompts, "cpu", 1, True, negative_prompt=negatives)
-    ours = h.prompts.encode_prompts(pipe, prompts, negatives)
-    torch.testing.assert_close(ours["generated_prompt_embeds"], generated[3:])
-    torch.testing.assert_close(ours["negative_generated_prompt_embeds"], generated[:3])
-    torch.testing.assert_close(ours["prompt_embeds"], embeds[3:])
-    torch.testing.assert_close(ours["negative_prompt_embeds"], embeds[:3])
+    ours = h.prompts.encode_prompts(pipe, prompt, negative_prompt)  # the pipeline joins them negatives first
+    torch.testing.assert_close(ours["generated_prompt_embeds"], generated[n:])
+    torch.testing.assert_close(ours["negative_generated_prompt_embeds"], generated[:n])
+    torch.testing.assert_close(ours["prompt_embeds"], embeds[n:])
+    torch.testing.assert_close(ours["negative_prompt_embeds"], embeds[:n])
     assert torch.equal(torch.cat([ours["negative_attention_mask"], ours["attention_mask"]]), mask)
 
 

@@ -249,26 +249,22 @@ class Engine:
         if ok and self.device.type == "cuda":
             eager = (pipe.vae.decoder, pipe.vocoder)
 
-            def apply():
-                if not decoders:
-                    decoders.append((compiling.CompiledOrEager(pipe.vae.decoder, "Compiling the VAE decoder",
-                                                               fullgraph=True),
-                                     compiling.CompiledOrEager(pipe.vocoder, "Compiling the vocoder", fullgraph=True)))
-                pipe.vae.decoder, pipe.vocoder = decoders[0]
+            def compiled_decoders(kept: list, mode: str | None) -> Change:
+                """Compiled once (the pipeline's decoders are eager here: each change is undone before the next),
+                and kept between the pairs of runs."""
+                def apply():
+                    if not kept:
+                        recipe.compile_the_decoders(pipe, self.device, mode=mode)
+                        kept.append((pipe.vae.decoder, pipe.vocoder))
+                    pipe.vae.decoder, pipe.vocoder = kept[0]
 
-            def undo():
-                pipe.vae.decoder, pipe.vocoder = eager
-            changes.append(Change("compiled UNet + VAE decoder and vocoder compiled", apply, undo))
-            graphed: list = []  # compiled once, for CUDA graphs, and kept between the pairs of runs
+                def undo():
+                    pipe.vae.decoder, pipe.vocoder = eager
+                how = "in CUDA graphs, outputs copied" if mode == "reduce-overhead" else "compiled"
+                return Change(f"compiled UNet + VAE decoder and vocoder {how}", apply, undo)
 
-            def apply_graphs():
-                if not graphed:
-                    graphed.append(tuple(compiling.CompiledOrEager(module, f"Compiling the {name} for CUDA graphs",
-                                                                   fullgraph=True, mode="reduce-overhead")
-                                         for module, name in zip(eager, ("VAE decoder", "vocoder"))))
-                pipe.vae.decoder, pipe.vocoder = graphed[0]
-            changes.append(Change("compiled UNet + VAE decoder and vocoder in CUDA graphs, outputs copied", apply_graphs,
-                                  undo))
+            changes.append(compiled_decoders(decoders, None))  # shared with rung 7's
+            changes.append(compiled_decoders([], "reduce-overhead"))
             changes.append(self._static_gpt2(pipe, "compiled UNet + GPT-2 from a static cache, one CUDA graph",
                                              compile="reduce-overhead"))
             batch, unbatch = self._batched_prompts(pipe)
