@@ -15,6 +15,11 @@ configuration the course uses (DPM-Solver++, second order, midpoint, noise predi
 which is the scheduler's own update, rearranged (first order at the first step and the last, as it does). The
 result equals the scheduler's within float rounding (tests/test_solver.py); any other configuration runs the
 scheduler's own step.
+
+The numbers are kept as 0-dimensional float32 tensors on the latents' device, not as Python floats: an operation
+reads them where they are (no copy to the GPU, no sync), and ``torch.compile`` sees a tensor whose value may change
+from step to step, so :func:`dpm_solver_update` compiles to one graph that serves every step (a Python float would
+be baked into the graph, one graph per step).
 """
 
 from __future__ import annotations
@@ -34,7 +39,12 @@ class PrecomputedDPMSolver(DPMSolverMultistepScheduler):
 
     def set_timesteps(self, *args, **kwargs) -> None:
         super().set_timesteps(*args, **kwargs)
-        self.coefficients = step_coefficients(self) if precomputable(self.config) else None
+        if not precomputable(self.config):
+            self.coefficients = None
+            return
+        # one table, made where the pipeline asked for the timesteps (the latents' device), and a view of each number
+        table = torch.tensor(step_coefficients(self), dtype=torch.float32, device=self.timesteps.device)
+        self.coefficients = [tuple(row.unbind()) for row in table.unbind()]
 
     def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator=None, variance_noise=None,
              return_dict: bool = True):
@@ -43,19 +53,29 @@ class PrecomputedDPMSolver(DPMSolverMultistepScheduler):
         if self.coefficients is None or (self.lower_order_nums == 0 and self.step_index > 0):
             # another configuration, or a loop that starts midway (image-to-image): the scheduler's own step
             return super().step(model_output, timestep, sample, generator, variance_noise, return_dict)
-        to_x0, eps_to_x0, a, b, c = self.coefficients[self.step_index]
-        sample = sample.to(torch.float32)
-        x0 = torch.sub(sample, model_output, alpha=eps_to_x0).mul_(to_x0)
-        previous = self.model_outputs[-1]
+        previous = self.model_outputs[-1]  # the clean latent of the step before (None at the first step)
+        prev_sample, x0 = dpm_solver_update(sample, model_output, previous, *self.coefficients[self.step_index])
         self.model_outputs = [*self.model_outputs[1:], x0]
-        prev_sample = sample * a
-        prev_sample.add_(x0, alpha=b)
-        if c:
-            prev_sample.add_(previous, alpha=c)
-        prev_sample = prev_sample.to(model_output.dtype)
         self.lower_order_nums = min(self.lower_order_nums + 1, self.config.solver_order)
         self._step_index += 1
         return SchedulerOutput(prev_sample=prev_sample) if return_dict else (prev_sample,)
+
+
+def dpm_solver_update(sample: torch.Tensor, model_output: torch.Tensor, previous: torch.Tensor | None,
+                      to_x0: torch.Tensor, minus_sigma: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                      c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step, given its numbers (0-dimensional tensors): ``(next sample, this step's clean latent)``.
+
+    In float32, as the scheduler works, and back to the model's dtype. ``addcmul`` multiplies by a tensor and adds in
+    one operation, so that a step is as few operations as with Python floats; ``previous`` is None at the first step.
+    """
+    sample = sample.to(torch.float32)
+    x0 = torch.addcmul(sample, model_output, minus_sigma).mul_(to_x0)  # (sample - sigma_s eps) / alpha_s
+    prev_sample = sample * a
+    prev_sample.addcmul_(x0, b)
+    if previous is not None:
+        prev_sample.addcmul_(previous, c)
+    return prev_sample.to(model_output.dtype), x0
 
 
 def precomputable(config) -> bool:
@@ -66,7 +86,7 @@ def precomputable(config) -> bool:
 
 
 def step_coefficients(scheduler: DPMSolverMultistepScheduler) -> list[tuple[float, float, float, float, float]]:
-    """For each step: ``(1 / alpha_s, sigma_s, a, b, c)`` of the module docstring's two lines.
+    """For each step: ``(1 / alpha_s, -sigma_s, a, b, c)`` of the module docstring's two lines.
 
     From the scheduler's own noise levels (``sigmas``) and its own rule for where it drops to first order (the first
     step, and the last: ``lower_order_final``, ``euler_at_final``, ``final_sigmas_type``); in float64.
@@ -95,7 +115,7 @@ def step_coefficients(scheduler: DPMSolverMultistepScheduler) -> list[tuple[floa
         else:  # second order, midpoint: D1 = (x0 - previous) / r0, next = ... - phi x0 - phi D1 / 2
             r0 = (log_snr(sigmas[i]) - log_snr(sigmas[i - 1])) / h
             a, b, c = sigma_t / sigma_s, -phi * (1.0 + 0.5 / r0), phi * 0.5 / r0
-        coefficients.append((1.0 / alpha_s, sigma_s, a, b, c))
+        coefficients.append((1.0 / alpha_s, -sigma_s, a, b, c))
     return coefficients
 
 

@@ -91,3 +91,28 @@ def test_the_pipeline_with_the_precomputed_solver_makes_the_same_clip(tiny_pipe)
     remove_precomputed_solver(tiny_pipe)
     assert type(tiny_pipe.scheduler) is DPMSolverMultistepScheduler
     np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_a_step_compiles_to_one_graph_that_serves_every_step():
+    """The numbers are tensors, not Python floats, so Inductor does not bake them in: one graph for the first step (no
+    clean latent before it) and one for all the others, each giving the eager step."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from helpers.solver import dpm_solver_update
+
+    torch._dynamo.reset()
+    graphs = CompileCounterWithBackend("inductor")
+    compiled = torch.compile(dpm_solver_update, fullgraph=True, backend=graphs)
+    scheduler = PrecomputedDPMSolver(**CONFIG)
+    scheduler.set_timesteps(20)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 8, 32, 16, generator=generator)
+    previous = None
+    for numbers in scheduler.coefficients:
+        eps = torch.randn(sample.shape, generator=generator)
+        expected, x0 = dpm_solver_update(sample, eps, previous, *numbers)
+        ours, ours_x0 = compiled(sample, eps, previous, *numbers)
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+        torch.testing.assert_close(ours_x0, x0, rtol=1e-5, atol=1e-5 * float(x0.abs().max()))
+        sample, previous = expected, x0
+    assert graphs.frame_count == 2
