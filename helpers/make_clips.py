@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     batch_size = 1 if args.waveforms_per_prompt > 1 else args.batch_size  # rank one prompt at a time
 
     with contextlib.ExitStack() as held:
+        # Last, on every way out: leave the process group while Python is whole. A gloo group left to the
+        # interpreter's shutdown can abort its process ("terminate called without an active exception").
+        held.callback(state.destroy_process_group)
         # 1. The folder: the main process locks it and checks every clip in it; every process must see it.
         start, problem = None, None
         if state.is_main_process:
