@@ -181,8 +181,8 @@ def test_a_clip_that_is_not_finite_is_said_not_saved_and_made_by_the_next_run(co
     assert sorted(record["prompt"] for record in _manifest(out)) == ["a dog", "bad"]
 
 
-@pytest.mark.parametrize("way_out", ["finished", "stopped: folder in use", "Ctrl-C"])
-def test_every_way_out_leaves_the_process_group_first(command, tmp_path, monkeypatch, way_out):
+@pytest.mark.parametrize("way_out, exit_code", [("finished", 0), ("stopped: folder in use", 2), ("Ctrl-C", 130)])
+def test_every_way_out_leaves_the_process_group(command, tmp_path, monkeypatch, way_out, exit_code):
     """A gloo group left to Python's shutdown can abort its process.
 
     (results/cpu-2-cores-x86-64-2026-12-05-gloo-exit.md: 11 of 80 bare runs of the command's collectives.)
@@ -202,9 +202,10 @@ def test_every_way_out_leaves_the_process_group_first(command, tmp_path, monkeyp
 
     if way_out == "Ctrl-C":
         monkeypatch.setattr(make_clips, "_make", interrupted)
-    with jobs.lock_folder(out, command="the first run") if way_out.startswith("stopped") else contextlib.nullcontext():
+    in_use = jobs.lock_folder(out, command="the first run") if way_out.startswith("stopped") else contextlib.nullcontext()
+    with in_use:
         returncode, _, stderr = command(tmp_path / "p.txt", "--out", out, *FAST)
-    assert returncode == {"finished": 0, "stopped: folder in use": 2, "Ctrl-C": 130}[way_out], stderr
+    assert returncode == exit_code, stderr
     assert left == [None]  # once, the default group
 
 
