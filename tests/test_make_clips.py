@@ -202,8 +202,8 @@ def test_every_way_out_leaves_the_process_group(command, tmp_path, monkeypatch, 
 
     if way_out == "Ctrl-C":
         monkeypatch.setattr(make_clips, "_make", interrupted)
-    in_use = jobs.lock_folder(out, command="the first run") if way_out.startswith("stopped") else contextlib.nullcontext()
-    with in_use:
+    held = jobs.lock_folder(out, command="the first run") if way_out.startswith("stopped") else contextlib.nullcontext()
+    with held:
         returncode, _, stderr = command(tmp_path / "p.txt", "--out", out, *FAST)
     assert returncode == exit_code, stderr
     assert left == [None]  # once, the default group
